@@ -1,4 +1,13 @@
-//! The `thinsnap` binary: parse, run, map errors to exit codes.
+//! The `thinsnap` binary: parse, run, print the error chain, and exit with
+//! a code that says what kind of failure it was.
 #![forbid(unsafe_code)]
 
-fn main() {}
+use clap::Parser;
+
+fn main() {
+    let cli = thinsnap::cli::Cli::parse();
+    if let Err(err) = thinsnap::cli::run(cli) {
+        eprintln!("error: {err:#}");
+        std::process::exit(thinsnap::exit::code(&err));
+    }
+}

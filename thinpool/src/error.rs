@@ -51,6 +51,12 @@ pub enum Error {
         #[source]
         source: KernelError,
     },
+    /// The kernel offers no device-mapper.
+    #[error("device-mapper is not available on this host ({} is missing): load it with `modprobe dm_thin_pool`, or run on a kernel that has it (see README: the VM)", control.display())]
+    NoDeviceMapper {
+        /// The control node looked for.
+        control: PathBuf,
+    },
     /// The store file exists but cannot be read back.
     #[error("store {} is unreadable ({reason}); restore it from a backup or run `thinsnap pool check`", path.display())]
     StoreCorrupt {

@@ -15,6 +15,7 @@ pub struct FaultPlan {
     fail_at: AtomicU64,
     steps: AtomicU64,
     dead: AtomicBool,
+    once: bool,
 }
 
 impl FaultPlan {
@@ -26,14 +27,29 @@ impl FaultPlan {
         }
     }
 
-    /// Counts one step; fails if this is the chosen step or one after it.
+    /// A plan that fails only step `n`: an error the process lives through.
+    pub fn fail_once(n: u64) -> FaultPlan {
+        FaultPlan {
+            fail_at: AtomicU64::new(n),
+            once: true,
+            ..FaultPlan::default()
+        }
+    }
+
+    /// Counts one step; fails if this is the chosen step or (unless the
+    /// plan fails once) one after it.
     ///
     /// # Errors
     /// A kernel-shaped error naming `what` once the plan has fired.
     pub fn step(&self, what: &str) -> Result<()> {
         let n = self.steps.fetch_add(1, Ordering::SeqCst) + 1;
         let at = self.fail_at.load(Ordering::SeqCst);
-        if self.dead.load(Ordering::SeqCst) || (at != 0 && n >= at) {
+        let hit = if self.once {
+            n == at
+        } else {
+            at != 0 && n >= at
+        };
+        if (self.dead.load(Ordering::SeqCst) && !self.once) || hit {
             self.dead.store(true, Ordering::SeqCst);
             return Err(Error::Kernel {
                 op: "continue (injected crash) at",

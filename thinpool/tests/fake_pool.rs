@@ -383,3 +383,29 @@ fn recovery_after_a_crash_at_every_step() {
         );
     }
 }
+
+#[test]
+fn a_create_that_fails_in_the_kernel_leaves_the_root_as_it_was() {
+    for n in 1..6 {
+        let d = tempfile::tempdir().unwrap();
+        let k = FakeKernel::new();
+        let plan = Arc::new(FaultPlan::fail_once(n));
+        let r = Pool::create(d.path(), Box::new(k.with_faults(plan.clone())), &opts());
+        assert!(r.is_err(), "step {n} should fail");
+        assert!(
+            !pool_dir(d.path()).join("store").exists(),
+            "step {n}: store left behind"
+        );
+        assert!(
+            !pool_dir(d.path()).join("data").exists(),
+            "step {n}: data file left behind"
+        );
+        assert!(
+            k.dm_names().is_empty(),
+            "step {n}: dm devices left: {:?}",
+            k.dm_names()
+        );
+        // And a later create succeeds.
+        Pool::create(d.path(), Box::new(k.clone()), &opts()).unwrap();
+    }
+}

@@ -8,7 +8,7 @@
 #         the (deactivated) pool files and a marker file on /scratch.
 # Boot 2: the marker file survived; the pool re-activates from its metadata
 #         and both the origin and the snapshot still hold their data.
-# shellcheck source=../lib/thinsnap-test.sh
+# shellcheck source-path=SCRIPTDIR source=../lib/thinsnap-test.sh
 . /lib/thinsnap-test.sh
 
 D=$T_STATE            # /scratch/state/00-smoke, kept between boots
@@ -94,7 +94,7 @@ t_environment() {
     _t=$(dmsetup targets)
     assert_contains "$_t" "thin-pool" "dm targets"
     echo "$_t" | grep -q '^thin ' || fail "no 'thin' target in: $_t"
-    grep -q ' xfs$' /proc/filesystems || fail "xfs not registered"
+    grep -qw xfs /proc/filesystems || fail "xfs not registered"
     for _p in thin_check thin_dump thin_ls thin_repair thin_restore thin_delta \
         thin_metadata_size mkfs.ext4 e2fsck resize2fs tune2fs mkfs.xfs xfs_growfs \
         xfs_repair dmsetup losetup sha256sum; do

@@ -34,8 +34,14 @@ impl RealKernel {
         if let Some(dm) = self.dm.get() {
             return Ok(dm);
         }
+        let control = Path::new("/dev/mapper/control");
+        if !control.exists() {
+            return Err(Error::NoDeviceMapper {
+                control: control.to_path_buf(),
+            });
+        }
         let dm = DM::new().map_err(|e| Error::Kernel {
-            op: "open /dev/mapper/control (is device-mapper available? try `modprobe dm_thin_pool`) for",
+            op: "open /dev/mapper/control for",
             target: target.to_string(),
             source: to_kernel_error(e),
         })?;

@@ -185,8 +185,26 @@ impl Pool {
             activated: false,
             recovery: RecoveryReport::default(),
         };
-        pool.activate()?;
+        if let Err(e) = pool.activate() {
+            // Leave the root as it was before the command.
+            pool.undo_create();
+            return Err(e);
+        }
         Ok(pool)
+    }
+
+    /// Best-effort teardown of a pool whose creation failed.
+    fn undo_create(&mut self) {
+        let _ = self.deactivate();
+        if let Backing::Loop {
+            data_file,
+            metadata_file,
+        } = &self.rec.backing
+        {
+            let _ = std::fs::remove_file(data_file);
+            let _ = std::fs::remove_file(metadata_file);
+        }
+        let _ = self.store.remove();
     }
 
     fn make_files(dir: &Path, opts: &CreateOptions) -> Result<(Backing, Bytes, Bytes)> {
