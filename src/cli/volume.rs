@@ -189,18 +189,22 @@ fn import(pool: &mut Pool, a: ImportArgs) -> anyhow::Result<()> {
     if size.0 == 0 {
         bail!("{} is empty", a.file.display());
     }
-    pool.create_thin(&a.name, OWNER, size)
+    // Filled under a staging name and published only when complete, so a
+    // killed import leaves no half-written volume (recovery removes it).
+    let staging = pool
+        .create_staging(&a.name, OWNER, size)
         .with_context(|| format!("failed to create volume {}", a.name))?;
     let chunk = usize::try_from(pool.record().block_size.bytes().0).unwrap_or(64 << 10);
     let copied = (|| -> anyhow::Result<_> {
-        let dev = pool.activate_thin(&a.name)?;
+        let dev = pool.activate_thin(&staging)?;
         let out = OpenOptions::new()
             .write(true)
             .open(&dev)
             .with_context(|| format!("failed to open {}", dev.display()))?;
         let stats = copy_sparse(&mut src, &a.file, &out, &dev, chunk)?;
         drop(out);
-        pool.deactivate_thin(&a.name)?;
+        pool.deactivate_thin(&staging)?;
+        pool.publish(&staging, &a.name)?;
         Ok(stats)
     })();
     match copied {
@@ -216,12 +220,9 @@ fn import(pool: &mut Pool, a: ImportArgs) -> anyhow::Result<()> {
         }
         Err(e) => {
             // Leave the pool as it was before the command.
-            let _ = pool.deactivate_thin(&a.name);
-            if let Err(undo) = pool.delete_thin(&a.name) {
-                eprintln!(
-                    "warning: could not remove the partial volume {}: {undo:#}",
-                    a.name
-                );
+            let _ = pool.deactivate_thin(&staging);
+            if let Err(undo) = pool.delete_thin(&staging) {
+                eprintln!("warning: could not remove the partial volume {staging}: {undo:#} (the next command retries)");
             }
             Err(e.context(format!(
                 "failed to import {} into volume {}",

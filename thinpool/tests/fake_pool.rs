@@ -409,3 +409,40 @@ fn a_create_that_fails_in_the_kernel_leaves_the_root_as_it_was() {
         Pool::create(d.path(), Box::new(k.clone()), &opts()).unwrap();
     }
 }
+
+#[test]
+fn unpublished_staging_devices_are_removed_by_recovery() {
+    let d = tempfile::tempdir().unwrap();
+    let k = FakeKernel::new();
+    let mut pool = Pool::create(d.path(), Box::new(k.clone()), &opts()).unwrap();
+    let s = pool
+        .create_staging("done", "volume", Bytes(1 << 20))
+        .unwrap();
+    pool.publish(&s, "done").unwrap();
+    let s2 = pool
+        .create_staging("dies", "volume", Bytes(1 << 20))
+        .unwrap();
+    pool.activate_thin(&s2).unwrap();
+    assert!(matches!(
+        pool.create_staging("done", "volume", Bytes(1)),
+        Err(Error::DeviceExists { .. })
+    ));
+    drop(pool); // the command dies before publishing
+    let mut pool = open(d.path(), &k);
+    pool.activate().unwrap();
+    assert!(pool.device("done").is_ok());
+    assert!(
+        pool.store().by_name(&s2).is_none(),
+        "staging device survived"
+    );
+    assert!(
+        pool.recovery
+            .fixed
+            .iter()
+            .any(|f| f.contains(".partial-dies")),
+        "{:?}",
+        pool.recovery
+    );
+    drop(pool);
+    assert_consistent(d.path(), &k);
+}

@@ -95,11 +95,43 @@ impl Pool {
             }
             changed = true;
         }
+        changed |= self.remove_partials(&mut rep)?;
         changed |= self.align_activation(&ours, &mut rep)?;
         if changed {
             self.save()?;
         }
         Ok(rep)
+    }
+
+    /// Deletes staging devices whose command died before publishing them.
+    /// The lock is held for a whole command, so none can be in use by a
+    /// live one.
+    fn remove_partials(&mut self, rep: &mut RecoveryReport) -> Result<bool> {
+        let partials: Vec<(ThinId, String)> = self
+            .store
+            .data
+            .devices
+            .values()
+            .filter(|d| d.name.starts_with(super::thin::PARTIAL_PREFIX))
+            .map(|d| (d.id, d.name.clone()))
+            .collect();
+        for (id, name) in &partials {
+            if let Some(d) = self.store.data.devices.get_mut(id) {
+                d.state = DeviceState::Deleting;
+                d.want_active = false;
+            }
+            self.save()?;
+            match self.finish_delete(*id, true) {
+                Ok(()) => rep.fixed.push(format!(
+                    "removed {name}, left unfinished by an interrupted command"
+                )),
+                Err(Error::Busy { .. }) => rep
+                    .problems
+                    .push(format!("{name} is still open; its delete will be retried")),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(!partials.is_empty())
     }
 
     /// Activates devices the store wants active (after a reboot) and

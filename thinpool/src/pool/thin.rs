@@ -43,7 +43,52 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Name prefix of staging devices: filled first, published by a rename, and
+/// deleted by recovery if their command died before publishing them.
+pub const PARTIAL_PREFIX: &str = ".partial-";
+
 impl Pool {
+    /// Creates an empty staging device for `name`; fill it, then
+    /// [`Pool::publish`] it. Returns the staging name.
+    ///
+    /// # Errors
+    /// As [`Pool::create_thin`].
+    pub fn create_staging(&mut self, name: &str, owner: &str, size: Bytes) -> Result<String> {
+        validate_name(name)?;
+        if self.store.data.by_name(name).is_some() {
+            return Err(Error::DeviceExists {
+                name: name.to_string(),
+            });
+        }
+        if size.0 == 0 {
+            return Err(Error::InvalidSize {
+                input: "0".into(),
+                reason: "a device needs a size above zero".into(),
+            });
+        }
+        let staging = format!("{PARTIAL_PREFIX}{name}");
+        self.create_thin_inner(&staging, owner, Sectors(size.0.div_ceil(512)), 1)?;
+        Ok(staging)
+    }
+
+    /// Gives a filled staging device its real name, in one store write.
+    ///
+    /// # Errors
+    /// [`Error::DeviceNotFound`], [`Error::DeviceExists`], store errors.
+    pub fn publish(&mut self, staging: &str, name: &str) -> Result<()> {
+        validate_name(name)?;
+        if self.store.data.by_name(name).is_some() {
+            return Err(Error::DeviceExists {
+                name: name.to_string(),
+            });
+        }
+        let id = self.device(staging)?.id;
+        if let Some(d) = self.store.data.devices.get_mut(&id) {
+            d.name = name.to_string();
+        }
+        self.save()
+    }
+
     /// Sends a pool message and bumps the transaction id after it.
     fn message_with_txid(&mut self, msg: &str) -> Result<()> {
         let pool = self.rec.dm_name.clone();
@@ -303,7 +348,7 @@ impl Pool {
     pub fn delete_thin(&mut self, name: &str) -> Result<()> {
         self.activate()?;
         let id = match self.store.data.by_name(name) {
-            Some(d) if d.state != DeviceState::Creating && d.id.get() != super::IDENTITY_ID => d.id,
+            Some(d) if d.state == DeviceState::Ready && d.id.get() != super::IDENTITY_ID => d.id,
             _ => {
                 return Err(Error::DeviceNotFound {
                     name: name.to_string(),
