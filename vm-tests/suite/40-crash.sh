@@ -92,13 +92,18 @@ t_kill_9_during_import() {
     sleep 1
     kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    rec=$(ts pool activate)
+    t_log "after the kill: $rec"
     ls=$(ts volume ls)
     assert_not_contains "$ls" "partial" "no staging volume survives"
     if echo "$ls" | grep -q '^big '; then
+        t_log "the import finished before the kill landed"
         # The import finished before the kill: it must be complete.
         must ts volume export big "$T_STATE/big.out"
         assert_file_sha "$T_STATE/big.out" "$sb"
         must ts volume rm big
+    else
+        t_log "the import was killed part-way"
     fi
     clean_check import
     must ts volume import big "$T_STATE/big.img"
@@ -112,6 +117,7 @@ t_kill_9_during_snapshot_burst() {
     # Kill the loop and whichever thinsnap it is running now.
     for p in $(pidof thinsnap) $pid; do kill -9 "$p" 2>/dev/null || true; done
     wait "$pid" 2>/dev/null || true
+    t_log "$(ts volume ls | grep -c '^burst') snapshot(s) made before the kill"
     for n in $(dmsetup ls | awk '{print $1}'); do
         [ "$(dm_state "$n")" = ACTIVE ] || must ts volume ls
     done
