@@ -5,7 +5,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod exit;
+pub mod snapshot;
 
 /// A command finished its work but found problems to report (exit code 6).
 #[derive(Debug, thiserror::Error)]

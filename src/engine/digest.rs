@@ -1,0 +1,1 @@
+//! Content digests (`sha256:<64 hex>`), parsed strictly before any use.

@@ -1,0 +1,139 @@
+//! The snapshotter interface the engine stores filesystems through, in
+//! containerd's vocabulary: `key` names an active (or view) snapshot,
+//! `name` a committed one; both share one namespace. Drivers: `vfs` (plain
+//! directories, a full copy per snapshot) and, later, `devmapper`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Read-only view of a committed snapshot.
+    View,
+    /// Writable, not yet committed.
+    Active,
+    /// Committed: immutable; may be a parent.
+    Committed,
+}
+
+/// One snapshot's metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Info {
+    /// Key (active/view) or name (committed).
+    pub name: String,
+    /// Committed parent, if any.
+    pub parent: Option<String>,
+    /// Kind.
+    pub kind: Kind,
+    /// Creation time, RFC 3339.
+    pub created: String,
+}
+
+/// A mount a caller would perform to see the snapshot's filesystem.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// Filesystem type (`bind`, `ext4`, `xfs`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Source directory or block device.
+    pub source: String,
+    /// Mount options (`rbind`, `ro`, `nouuid`, ...).
+    pub options: Vec<String>,
+}
+
+/// Space a snapshot uses on its own (not counting its parents).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Bytes.
+    pub size: u64,
+    /// Inodes.
+    pub inodes: u64,
+}
+
+/// Errors of snapshotters.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// No snapshot by that key or name.
+    #[error("snapshot {key:?} does not exist")]
+    NotFound {
+        /// The key.
+        key: String,
+    },
+    /// The key or name is taken.
+    #[error("snapshot {key:?} already exists")]
+    Exists {
+        /// The key.
+        key: String,
+    },
+    /// The operation does not fit the snapshot's kind or state
+    /// (committing a view, a parent that is not committed, removing a
+    /// snapshot that has children, ...).
+    #[error("snapshot {key:?}: {reason}")]
+    Precondition {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// A key or name that cannot be used.
+    #[error("invalid snapshot key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A file operation failed.
+    #[error("failed to {op} {}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The thin pool failed (devmapper driver).
+    #[error(transparent)]
+    Pool(#[from] thinpool::Error),
+}
+
+/// Result of snapshotter calls.
+pub type Result<T> = std::result::Result<T, SnapshotError>;
+
+/// Storage as the engine sees it. Rules (containerd's):
+/// - `prepare(key, parent)`: a new active snapshot, empty or on a committed parent;
+/// - `view(key, parent)`: a read-only snapshot of a committed parent;
+/// - `commit(name, key)`: the active `key` becomes committed `name`; `key` is consumed;
+/// - `remove(key)`: refused for a committed snapshot that has children;
+/// - active snapshots and views can never be parents.
+pub trait Snapshotter {
+    /// The driver's name (`vfs`, `devmapper`).
+    fn driver(&self) -> &'static str;
+    /// New active snapshot.
+    fn prepare(&mut self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>>;
+    /// New read-only view of a committed snapshot.
+    fn view(&mut self, key: &str, parent: &str) -> Result<Vec<Mount>>;
+    /// The mounts for an active snapshot or view.
+    fn mounts(&self, key: &str) -> Result<Vec<Mount>>;
+    /// Commits active `key` as `name`.
+    fn commit(&mut self, name: &str, key: &str) -> Result<()>;
+    /// Removes a snapshot.
+    fn remove(&mut self, key: &str) -> Result<()>;
+    /// One snapshot's metadata.
+    fn stat(&self, key: &str) -> Result<Info>;
+    /// Space used by the snapshot itself.
+    fn usage(&mut self, key: &str) -> Result<Usage>;
+    /// Every snapshot, parents before children.
+    fn walk(&self) -> Result<Vec<Info>>;
+    /// Makes the snapshot's filesystem reachable at a directory in this
+    /// process (vfs: its directory; devmapper: a mount under the root)
+    /// and returns it. Works for every kind (committed: read-only use only).
+    fn path(&mut self, key: &str) -> Result<PathBuf>;
+    /// Undoes [`Snapshotter::path`] when the driver had to mount.
+    fn release(&mut self, key: &str) -> Result<()>;
+}
