@@ -1,1 +1,1149 @@
-//! Image references by the distribution reference grammar.
+//! Image references by the distribution reference grammar
+//! (`[registry[:port]/]path[:tag][@sha256:<hex>]`), normalised the way
+//! Docker does it.
+//!
+//! * `ubuntu` is `docker.io/library/ubuntu:latest`; `user/app` is
+//!   `docker.io/user/app:latest`. The tag `latest` is added only when the
+//!   user gave neither a tag nor a digest ([`Reference::is_name_only`]).
+//! * The first `/`-separated component is a registry host when it contains
+//!   `.` or `:` or is `localhost` (or is a bracketed IPv6 address);
+//!   otherwise the whole name is a path on `docker.io`. `index.docker.io`
+//!   is the same registry as `docker.io`, and a single-component path there
+//!   lives under `library/`.
+//! * Path components are lowercase: `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`.
+//!   Registry hosts are DNS-like names or bracketed IPv6 addresses, with an
+//!   optional numeric port. Tags are `[\w][\w.-]{0,127}`. Digests are strict
+//!   sha256 ([`Digest`]). The normalised name is at most 255 characters.
+//! * A bare 64-hex string is an image id, never a reference. Shorter hex
+//!   strings are valid references, but the image store tries them first as
+//!   image id prefixes ([`is_short_id_candidate`]).
+//!
+//! [`Reference::matches_pattern`] implements `images --filter reference=`.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::engine::digest::Digest;
+
+/// The registry that names without a host refer to.
+pub const DEFAULT_DOMAIN: &str = "docker.io";
+/// The old name of [`DEFAULT_DOMAIN`], normalised to it.
+pub const LEGACY_DEFAULT_DOMAIN: &str = "index.docker.io";
+/// The namespace of single-component names on [`DEFAULT_DOMAIN`].
+pub const OFFICIAL_REPO_PREFIX: &str = "library/";
+/// The tag added to a reference given without tag or digest.
+pub const DEFAULT_TAG: &str = "latest";
+/// The longest normalised name (`domain/path`).
+pub const NAME_TOTAL_LENGTH_MAX: usize = 255;
+/// The longest tag.
+pub const TAG_LENGTH_MAX: usize = 128;
+
+const FORM: &str = "[registry[:port]/]name[:tag][@sha256:<64 hex>], e.g. ubuntu:22.04";
+
+/// An image reference: registry, repository path, and optionally tag and
+/// digest. Equality, ordering and hashing follow the normalised string.
+#[derive(Clone, Debug)]
+pub struct Reference {
+    domain: String,
+    path: String,
+    tag: Option<String>,
+    digest: Option<Digest>,
+    name_only: bool,
+}
+
+/// Why a string was refused as a reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid reference {input:?}: {kind}")]
+pub struct ReferenceError {
+    /// The text given (cut to 100 characters).
+    pub input: String,
+    /// What is wrong with it.
+    pub kind: ReferenceErrorKind,
+}
+
+/// What is wrong with a reference; the message also says what a valid one
+/// looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceErrorKind {
+    /// Nothing was given.
+    #[error("empty reference; expected {FORM}")]
+    Empty,
+    /// Spaces, tabs or newlines anywhere.
+    #[error("references contain no whitespace; expected {FORM}")]
+    Whitespace,
+    /// A full 64-hex image id.
+    #[error(
+        "a 64-character hex string is an image id, not a reference; \
+         use it where an image id is accepted, or give a name such as ubuntu:22.04"
+    )]
+    ImageId,
+    /// Nothing before `:` or `@`.
+    #[error("missing repository name before ':' or '@'; expected {FORM}")]
+    MissingName,
+    /// A registry address with no repository path after it.
+    #[error("a registry address needs a repository path after it, e.g. [::1]:5000/app")]
+    MissingPath,
+    /// `name:` with nothing after the `:`.
+    #[error("':' without a tag; write name:tag (e.g. ubuntu:22.04) or leave out the ':'")]
+    MissingTag,
+    /// `name@` with nothing after the `@`.
+    #[error("'@' without a digest; write name@sha256:<64 lowercase hex characters>")]
+    MissingDigest,
+    /// The digest after `@` did not parse.
+    #[error("invalid digest ({0}); write name@sha256:<64 lowercase hex characters>")]
+    InvalidDigest(&'static str),
+    /// Uppercase letters in the repository path.
+    #[error(
+        "repository name must be lowercase (e.g. myapp, not MyApp); \
+         only the registry host and the tag may contain uppercase letters"
+    )]
+    Uppercase,
+    /// `a//b`, a leading or a trailing `/`.
+    #[error(
+        "empty path component (leading, trailing or doubled '/'); \
+         components are joined by single '/', e.g. user/app"
+    )]
+    EmptyComponent,
+    /// A path component outside the grammar.
+    #[error(
+        "invalid path component {0:?}: lowercase letters and digits, separated by \
+         '.', '_', '__' or dashes, e.g. my-app or my_app.v2"
+    )]
+    InvalidComponent(String),
+    /// A registry host outside the grammar.
+    #[error(
+        "invalid registry host {0:?}: DNS labels (letters, digits, inner '-') joined \
+         by '.', or a bracketed IPv6 address, with an optional numeric port, \
+         e.g. registry.example.com:5000 or [::1]:5000"
+    )]
+    InvalidDomain(String),
+    /// The normalised name is longer than [`NAME_TOTAL_LENGTH_MAX`].
+    #[error("repository name is {0} characters long once normalised; at most 255 are allowed")]
+    NameTooLong(usize),
+    /// The tag is longer than [`TAG_LENGTH_MAX`].
+    #[error("tag is {0} characters long; at most 128 are allowed")]
+    TagTooLong(usize),
+    /// The tag starts with `.` or `-`.
+    #[error(
+        "tag {0:?} starts with '.' or '-'; a tag starts with a letter, digit or '_', e.g. v1.2"
+    )]
+    TagBadStart(String),
+    /// Other characters in the tag.
+    #[error(
+        "invalid tag {0:?}: letters, digits, '_', '.' and '-' only, \
+         e.g. 22.04 or v1.2-rc_1"
+    )]
+    InvalidTag(String),
+}
+
+impl ReferenceError {
+    fn new(input: &str, kind: ReferenceErrorKind) -> ReferenceError {
+        let mut cut: String = input.chars().take(100).collect();
+        if cut.len() < input.len() {
+            cut.push('…');
+        }
+        ReferenceError { input: cut, kind }
+    }
+}
+
+impl Reference {
+    /// Parses and normalises `s`.
+    ///
+    /// # Errors
+    /// [`ReferenceError`] when `s` is not a reference by the grammar (see
+    /// the module documentation), or is a bare 64-hex image id.
+    pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
+        use ReferenceErrorKind as K;
+        let err = |kind| ReferenceError::new(s, kind);
+        if s.is_empty() {
+            return Err(err(K::Empty));
+        }
+        if s.chars().any(char::is_whitespace) {
+            return Err(err(K::Whitespace));
+        }
+        if s.len() == 64 && s.bytes().all(is_lower_hex) {
+            return Err(err(K::ImageId));
+        }
+
+        let (rest, digest) = match s.split_once('@') {
+            Some((rest, d)) => {
+                if d.is_empty() {
+                    return Err(err(K::MissingDigest));
+                }
+                let d = Digest::from_str(d).map_err(|e| err(K::InvalidDigest(e.reason)))?;
+                (rest, Some(d))
+            }
+            None => (s, None),
+        };
+
+        // The tag starts at the first ':' after the last '/'; a ':' before
+        // it belongs to the registry's port (or an IPv6 address).
+        let last = rest.rfind('/').map_or(0, |i| i + 1);
+        if last == 0 && rest.starts_with('[') {
+            return Err(err(K::MissingPath));
+        }
+        let (name, tag) = match rest[last..].find(':') {
+            Some(i) => (&rest[..last + i], Some(&rest[last + i + 1..])),
+            None => (rest, None),
+        };
+        if name.is_empty() {
+            return Err(err(K::MissingName));
+        }
+        if let Some(t) = tag {
+            validate_tag(t).map_err(err)?;
+        }
+
+        let (domain, path) = match name.split_once('/') {
+            Some((first, path))
+                if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') =>
+            {
+                validate_domain(first).map_err(err)?;
+                (first, path)
+            }
+            _ => (DEFAULT_DOMAIN, name),
+        };
+        if path.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(err(K::Uppercase));
+        }
+        for component in path.split('/') {
+            validate_component(component).map_err(err)?;
+        }
+
+        let domain = if domain == LEGACY_DEFAULT_DOMAIN {
+            DEFAULT_DOMAIN
+        } else {
+            domain
+        };
+        let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {
+            format!("{OFFICIAL_REPO_PREFIX}{path}")
+        } else {
+            path.to_string()
+        };
+        let len = domain.len() + 1 + path.len();
+        if len > NAME_TOTAL_LENGTH_MAX {
+            return Err(err(K::NameTooLong(len)));
+        }
+
+        let name_only = tag.is_none() && digest.is_none();
+        let tag = match tag {
+            Some(t) => Some(t.to_string()),
+            None if name_only => Some(DEFAULT_TAG.to_string()),
+            None => None,
+        };
+        Ok(Reference {
+            domain: domain.to_string(),
+            path,
+            tag,
+            digest,
+            name_only,
+        })
+    }
+
+    /// The registry host, with its port if one was given
+    /// (`docker.io`, `localhost:5000`, `[::1]:5000`).
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The repository path on the registry (`library/ubuntu`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The tag: the one given, `latest` when neither tag nor digest was
+    /// given, `None` for a digest-only reference.
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    /// The digest, if one was given.
+    pub fn digest(&self) -> Option<&Digest> {
+        self.digest.as_ref()
+    }
+
+    /// The fully qualified name, `domain/path` (`docker.io/library/ubuntu`).
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.domain, self.path)
+    }
+
+    /// The name as Docker shows it: `docker.io/` and a lone `library/`
+    /// elided (`ubuntu`, `user/app`, `localhost:5000/ns/repo`).
+    pub fn familiar_name(&self) -> String {
+        if self.domain != DEFAULT_DOMAIN {
+            return self.name();
+        }
+        match self.path.strip_prefix(OFFICIAL_REPO_PREFIX) {
+            Some(rest) if !rest.contains('/') => rest.to_string(),
+            _ => self.path.clone(),
+        }
+    }
+
+    /// The familiar name with tag and digest (`ubuntu:latest`,
+    /// `user/app@sha256:…`).
+    pub fn familiar(&self) -> String {
+        self.with_suffix(self.familiar_name())
+    }
+
+    /// The same repository (and digest) with tag `tag`.
+    ///
+    /// # Errors
+    /// [`ReferenceError`] when `tag` is not a valid tag.
+    pub fn with_tag(&self, tag: &str) -> Result<Reference, ReferenceError> {
+        let check = if tag.is_empty() {
+            Err(ReferenceErrorKind::MissingTag)
+        } else {
+            validate_tag(tag)
+        };
+        check.map_err(|kind| ReferenceError::new(&format!("{}:{tag}", self.name()), kind))?;
+        Ok(Reference {
+            tag: Some(tag.to_string()),
+            name_only: false,
+            ..self.clone()
+        })
+    }
+
+    /// True when the user gave neither tag nor digest (`ubuntu`); the tag
+    /// is then the implied `latest`.
+    pub fn is_name_only(&self) -> bool {
+        self.name_only
+    }
+
+    /// The tag, or `latest` for a digest-only reference.
+    pub fn tag_or_latest(&self) -> &str {
+        self.tag.as_deref().unwrap_or(DEFAULT_TAG)
+    }
+
+    /// Whether this reference matches an `images --filter reference=`
+    /// pattern. The pattern is matched like Go's `path.Match` (`*` within a
+    /// path component, `?` one character, `[a-z]` classes, `\` escapes)
+    /// against the familiar name, or, when the pattern has a `:` or `@`
+    /// after its last `/`, against `familiar_name:tag` and the full familiar
+    /// string. So `ubuntu` matches every ubuntu tag, `ubuntu:2*` the tags
+    /// starting with 2, and `*/app` matches `user/app`. A malformed pattern
+    /// matches nothing.
+    pub fn matches_pattern(&self, pattern: &str) -> bool {
+        let last = pattern.rfind('/').map_or(pattern, |i| &pattern[i + 1..]);
+        let name = self.familiar_name();
+        if !last.contains([':', '@']) {
+            return glob_match(pattern, &name);
+        }
+        if let Some(tag) = &self.tag {
+            if glob_match(pattern, &format!("{name}:{tag}")) {
+                return true;
+            }
+        }
+        glob_match(pattern, &self.familiar())
+    }
+
+    fn with_suffix(&self, mut s: String) -> String {
+        if let Some(tag) = &self.tag {
+            s.push(':');
+            s.push_str(tag);
+        }
+        if let Some(digest) = &self.digest {
+            s.push('@');
+            s.push_str(&digest.to_string());
+        }
+        s
+    }
+
+    fn key(&self) -> (&str, &str, Option<&str>, Option<&Digest>) {
+        (
+            &self.domain,
+            &self.path,
+            self.tag.as_deref(),
+            self.digest.as_ref(),
+        )
+    }
+}
+
+/// True when `s` may be an image id or id prefix: 1 to 64 lowercase hex
+/// characters, optionally after `sha256:`. The image store resolves such
+/// strings as (unique) id prefixes before trying them as references.
+pub fn is_short_id_candidate(s: &str) -> bool {
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    (1..=64).contains(&hex.len()) && hex.bytes().all(is_lower_hex)
+}
+
+fn is_lower_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
+/// `[\w][\w.-]{0,127}`; the caller has checked that the tag is non-empty
+/// when it came after a ':'.
+fn validate_tag(tag: &str) -> Result<(), ReferenceErrorKind> {
+    use ReferenceErrorKind as K;
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    match tag.bytes().next() {
+        None => return Err(K::MissingTag),
+        Some(b'.' | b'-') => return Err(K::TagBadStart(tag.to_string())),
+        Some(_) => {}
+    }
+    if !tag.bytes().all(|b| word(b) || b == b'.' || b == b'-') {
+        return Err(K::InvalidTag(tag.to_string()));
+    }
+    if tag.len() > TAG_LENGTH_MAX {
+        return Err(K::TagTooLong(tag.len()));
+    }
+    Ok(())
+}
+
+/// `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
+fn validate_component(c: &str) -> Result<(), ReferenceErrorKind> {
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = c.as_bytes();
+    if bytes.is_empty() {
+        return Err(ReferenceErrorKind::EmptyComponent);
+    }
+    let invalid = || ReferenceErrorKind::InvalidComponent(c.to_string());
+    if !bytes.first().is_some_and(alnum) || !bytes.last().is_some_and(alnum) {
+        return Err(invalid());
+    }
+    // Between runs of [a-z0-9], each separator must be '.', '_', '__' or
+    // one or more '-'.
+    for sep in c.split(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit()) {
+        let ok = matches!(sep, "" | "." | "_" | "__") || sep.bytes().all(|b| b == b'-');
+        if !ok {
+            return Err(invalid());
+        }
+    }
+    Ok(())
+}
+
+/// `(?:domain-name|\[[a-fA-F0-9:]+\])(?::[0-9]+)?`, where domain-name is
+/// labels `[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?` joined by `.`.
+fn validate_domain(d: &str) -> Result<(), ReferenceErrorKind> {
+    let invalid = || ReferenceErrorKind::InvalidDomain(d.to_string());
+    let port = if let Some(rest) = d.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']').ok_or_else(invalid)?;
+        if addr.is_empty() || !addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+            return Err(invalid());
+        }
+        match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or_else(invalid)?),
+        }
+    } else {
+        let (host, port) = match d.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (d, None),
+        };
+        for label in host.split('.') {
+            let ok = !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !ok {
+                return Err(invalid());
+            }
+        }
+        port
+    };
+    match port {
+        Some(p) if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) => Err(invalid()),
+        _ => Ok(()),
+    }
+}
+
+/// Go's `path.Match`, without its error: a malformed pattern matches
+/// nothing. Memoised, so patterns with many `*` stay linear-ish.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let memo = vec![None; (p.len() + 1) * (t.len() + 1)];
+    Glob { p: &p, t: &t, memo }.at(0, 0)
+}
+
+struct Glob<'a> {
+    p: &'a [char],
+    t: &'a [char],
+    memo: Vec<Option<bool>>,
+}
+
+impl Glob<'_> {
+    fn at(&mut self, pi: usize, ti: usize) -> bool {
+        let key = pi * (self.t.len() + 1) + ti;
+        if let Some(Some(known)) = self.memo.get(key) {
+            return *known;
+        }
+        let r = self.compute(pi, ti);
+        if let Some(slot) = self.memo.get_mut(key) {
+            *slot = Some(r);
+        }
+        r
+    }
+
+    fn compute(&mut self, pi: usize, ti: usize) -> bool {
+        let Some(&pc) = self.p.get(pi) else {
+            return ti == self.t.len();
+        };
+        let tc = self.t.get(ti).copied();
+        match pc {
+            '*' => self.at(pi + 1, ti) || (tc.is_some_and(|c| c != '/') && self.at(pi, ti + 1)),
+            '?' => tc.is_some_and(|c| c != '/') && self.at(pi + 1, ti + 1),
+            '[' => match glob_class(self.p, pi + 1, tc) {
+                Some((true, next)) => self.at(next, ti + 1),
+                _ => false,
+            },
+            '\\' => match self.p.get(pi + 1) {
+                Some(&e) => tc == Some(e) && self.at(pi + 2, ti + 1),
+                None => false,
+            },
+            c => tc == Some(c) && self.at(pi + 1, ti + 1),
+        }
+    }
+}
+
+/// A `[...]` class starting after the `[` at `i`: whether `c` is in it
+/// (`false` when there is no `c`), and the index after its `]`; `None` when
+/// the class is malformed.
+fn glob_class(p: &[char], mut i: usize, c: Option<char>) -> Option<(bool, usize)> {
+    let negated = p.get(i) == Some(&'^');
+    if negated {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut ranges = 0;
+    loop {
+        if p.get(i) == Some(&']') && ranges > 0 {
+            break;
+        }
+        let (lo, next) = glob_class_char(p, i)?;
+        i = next;
+        let mut hi = lo;
+        if p.get(i) == Some(&'-') {
+            (hi, i) = glob_class_char(p, i + 1)?;
+        }
+        if c.is_some_and(|c| lo <= c && c <= hi) {
+            matched = true;
+        }
+        ranges += 1;
+    }
+    Some((c.is_some() && matched != negated, i + 1))
+}
+
+fn glob_class_char(p: &[char], i: usize) -> Option<(char, usize)> {
+    match p.get(i)? {
+        '-' | ']' => None,
+        '\\' => p.get(i + 1).map(|&c| (c, i + 2)),
+        &c => Some((c, i + 1)),
+    }
+}
+
+impl FromStr for Reference {
+    type Err = ReferenceError;
+    fn from_str(s: &str) -> Result<Reference, ReferenceError> {
+        Reference::parse(s)
+    }
+}
+
+/// The fully normalised form: `docker.io/library/ubuntu:latest`,
+/// `name@sha256:…`, `name:tag@sha256:…`.
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.with_suffix(self.name()))
+    }
+}
+
+impl PartialEq for Reference {
+    fn eq(&self, other: &Reference) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Reference {}
+
+impl Hash for Reference {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.key().hash(h);
+    }
+}
+
+impl PartialOrd for Reference {
+    fn partial_cmp(&self, other: &Reference) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Reference {
+    fn cmp(&self, other: &Reference) -> Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+/// Serialised as the normalised string.
+impl Serialize for Reference {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Reference {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Reference, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReferenceErrorKind as K;
+    use super::*;
+
+    const HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    /// (input, Display, familiar(), domain, path, tag, name-only)
+    type ValidCase<'a> = (
+        String,
+        String,
+        String,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        bool,
+    );
+
+    fn r(s: &str) -> Reference {
+        Reference::parse(s).unwrap_or_else(|e| panic!("{s:?} refused: {e}"))
+    }
+
+    #[test]
+    fn valid_references_normalise() {
+        let dg = format!("sha256:{HEX}");
+        let long_tag = "t".repeat(128);
+        let max_path = "a".repeat(NAME_TOTAL_LENGTH_MAX - "docker.io/library/".len());
+        // (input, Display, familiar(), domain, path, tag, name-only)
+        let cases: Vec<ValidCase> = vec![
+            (
+                "ubuntu".into(),
+                "docker.io/library/ubuntu:latest".into(),
+                "ubuntu:latest".into(),
+                "docker.io",
+                "library/ubuntu",
+                Some("latest"),
+                true,
+            ),
+            (
+                "ubuntu:22.04".into(),
+                "docker.io/library/ubuntu:22.04".into(),
+                "ubuntu:22.04".into(),
+                "docker.io",
+                "library/ubuntu",
+                Some("22.04"),
+                false,
+            ),
+            (
+                "user/app".into(),
+                "docker.io/user/app:latest".into(),
+                "user/app:latest".into(),
+                "docker.io",
+                "user/app",
+                Some("latest"),
+                true,
+            ),
+            (
+                "docker.io/library/ubuntu".into(),
+                "docker.io/library/ubuntu:latest".into(),
+                "ubuntu:latest".into(),
+                "docker.io",
+                "library/ubuntu",
+                Some("latest"),
+                true,
+            ),
+            (
+                "docker.io/ubuntu".into(),
+                "docker.io/library/ubuntu:latest".into(),
+                "ubuntu:latest".into(),
+                "docker.io",
+                "library/ubuntu",
+                Some("latest"),
+                true,
+            ),
+            (
+                "index.docker.io/user/app".into(),
+                "docker.io/user/app:latest".into(),
+                "user/app:latest".into(),
+                "docker.io",
+                "user/app",
+                Some("latest"),
+                true,
+            ),
+            (
+                "index.docker.io/busybox:1".into(),
+                "docker.io/library/busybox:1".into(),
+                "busybox:1".into(),
+                "docker.io",
+                "library/busybox",
+                Some("1"),
+                false,
+            ),
+            (
+                "library/ubuntu".into(),
+                "docker.io/library/ubuntu:latest".into(),
+                "ubuntu:latest".into(),
+                "docker.io",
+                "library/ubuntu",
+                Some("latest"),
+                true,
+            ),
+            (
+                "docker.io/library/a/b".into(),
+                "docker.io/library/a/b:latest".into(),
+                "library/a/b:latest".into(),
+                "docker.io",
+                "library/a/b",
+                Some("latest"),
+                true,
+            ),
+            (
+                "localhost/foo".into(),
+                "localhost/foo:latest".into(),
+                "localhost/foo:latest".into(),
+                "localhost",
+                "foo",
+                Some("latest"),
+                true,
+            ),
+            (
+                "localhost:5000/foo:tag".into(),
+                "localhost:5000/foo:tag".into(),
+                "localhost:5000/foo:tag".into(),
+                "localhost:5000",
+                "foo",
+                Some("tag"),
+                false,
+            ),
+            (
+                "127.0.0.1:5000/a/b".into(),
+                "127.0.0.1:5000/a/b:latest".into(),
+                "127.0.0.1:5000/a/b:latest".into(),
+                "127.0.0.1:5000",
+                "a/b",
+                Some("latest"),
+                true,
+            ),
+            (
+                "[::1]:5000/x".into(),
+                "[::1]:5000/x:latest".into(),
+                "[::1]:5000/x:latest".into(),
+                "[::1]:5000",
+                "x",
+                Some("latest"),
+                true,
+            ),
+            (
+                "[fe80::1:AB]/x:v1".into(),
+                "[fe80::1:AB]/x:v1".into(),
+                "[fe80::1:AB]/x:v1".into(),
+                "[fe80::1:AB]",
+                "x",
+                Some("v1"),
+                false,
+            ),
+            (
+                format!("ubuntu@{dg}"),
+                format!("docker.io/library/ubuntu@{dg}"),
+                format!("ubuntu@{dg}"),
+                "docker.io",
+                "library/ubuntu",
+                None,
+                false,
+            ),
+            (
+                format!("ubuntu:22.04@{dg}"),
+                format!("docker.io/library/ubuntu:22.04@{dg}"),
+                format!("ubuntu:22.04@{dg}"),
+                "docker.io",
+                "library/ubuntu",
+                Some("22.04"),
+                false,
+            ),
+            (
+                format!("localhost:5000/ns/repo@{dg}"),
+                format!("localhost:5000/ns/repo@{dg}"),
+                format!("localhost:5000/ns/repo@{dg}"),
+                "localhost:5000",
+                "ns/repo",
+                None,
+                false,
+            ),
+            (
+                "a/b/c/d".into(),
+                "docker.io/a/b/c/d:latest".into(),
+                "a/b/c/d:latest".into(),
+                "docker.io",
+                "a/b/c/d",
+                Some("latest"),
+                true,
+            ),
+            (
+                "my__app".into(),
+                "docker.io/library/my__app:latest".into(),
+                "my__app:latest".into(),
+                "docker.io",
+                "library/my__app",
+                Some("latest"),
+                true,
+            ),
+            (
+                "x-y---z9/my.app_v2".into(),
+                "docker.io/x-y---z9/my.app_v2:latest".into(),
+                "x-y---z9/my.app_v2:latest".into(),
+                "docker.io",
+                "x-y---z9/my.app_v2",
+                Some("latest"),
+                true,
+            ),
+            (
+                "registry.example.com/team/app:v1.2.3-rc_1".into(),
+                "registry.example.com/team/app:v1.2.3-rc_1".into(),
+                "registry.example.com/team/app:v1.2.3-rc_1".into(),
+                "registry.example.com",
+                "team/app",
+                Some("v1.2.3-rc_1"),
+                false,
+            ),
+            (
+                "Reg-1.Example.COM:443/app:Latest_X".into(),
+                "Reg-1.Example.COM:443/app:Latest_X".into(),
+                "Reg-1.Example.COM:443/app:Latest_X".into(),
+                "Reg-1.Example.COM:443",
+                "app",
+                Some("Latest_X"),
+                false,
+            ),
+            (
+                "localhost".into(),
+                "docker.io/library/localhost:latest".into(),
+                "localhost:latest".into(),
+                "docker.io",
+                "library/localhost",
+                Some("latest"),
+                true,
+            ),
+            (
+                "localhost:5000".into(),
+                "docker.io/library/localhost:5000".into(),
+                "localhost:5000".into(),
+                "docker.io",
+                "library/localhost",
+                Some("5000"),
+                false,
+            ),
+            (
+                "example.com".into(),
+                "docker.io/library/example.com:latest".into(),
+                "example.com:latest".into(),
+                "docker.io",
+                "library/example.com",
+                Some("latest"),
+                true,
+            ),
+            (
+                "abc123".into(),
+                "docker.io/library/abc123:latest".into(),
+                "abc123:latest".into(),
+                "docker.io",
+                "library/abc123",
+                Some("latest"),
+                true,
+            ),
+            (
+                "x:_t".into(),
+                "docker.io/library/x:_t".into(),
+                "x:_t".into(),
+                "docker.io",
+                "library/x",
+                Some("_t"),
+                false,
+            ),
+            (
+                format!("x:{long_tag}"),
+                format!("docker.io/library/x:{long_tag}"),
+                format!("x:{long_tag}"),
+                "docker.io",
+                "library/x",
+                Some(long_tag.as_str()),
+                false,
+            ),
+            (
+                max_path.clone(),
+                format!("docker.io/library/{max_path}:latest"),
+                format!("{max_path}:latest"),
+                "docker.io",
+                "",
+                Some("latest"),
+                true,
+            ),
+        ];
+        assert!(cases.len() >= 20);
+        for (input, display, familiar, domain, path, tag, name_only) in cases {
+            let re = r(&input);
+            assert_eq!(re.to_string(), display, "display of {input}");
+            assert_eq!(re.familiar(), familiar, "familiar of {input}");
+            assert_eq!(re.domain(), domain, "domain of {input}");
+            if !path.is_empty() {
+                assert_eq!(re.path(), path, "path of {input}");
+            }
+            assert_eq!(re.tag(), tag, "tag of {input}");
+            assert_eq!(re.is_name_only(), name_only, "name-only of {input}");
+            assert_eq!(re.name(), format!("{}/{}", re.domain(), re.path()));
+            // The normalised and familiar forms parse back to the same thing.
+            assert_eq!(r(&display), re, "{display}");
+            assert_eq!(r(&familiar), re, "{familiar}");
+            assert_eq!(input.parse::<Reference>().ok(), Some(re));
+        }
+    }
+
+    #[test]
+    fn names_and_accessors() {
+        let cases = [
+            ("ubuntu", "docker.io/library/ubuntu", "ubuntu"),
+            ("user/app:1", "docker.io/user/app", "user/app"),
+            (
+                "localhost:5000/ns/repo",
+                "localhost:5000/ns/repo",
+                "localhost:5000/ns/repo",
+            ),
+            (
+                "docker.io/library/a/b",
+                "docker.io/library/a/b",
+                "library/a/b",
+            ),
+        ];
+        for (input, name, familiar_name) in cases {
+            let re = r(input);
+            assert_eq!(re.name(), name);
+            assert_eq!(re.familiar_name(), familiar_name);
+        }
+        let d = r(&format!("ubuntu@sha256:{HEX}"));
+        assert_eq!(d.digest().map(|d| d.hex()), Some(HEX));
+        assert_eq!(d.tag(), None);
+        assert_eq!(d.tag_or_latest(), "latest");
+        assert_eq!(r("ubuntu:22.04").tag_or_latest(), "22.04");
+        assert_eq!(r("ubuntu").digest(), None);
+    }
+
+    #[test]
+    fn invalid_references_say_why() {
+        let tag129 = format!("ubuntu:{}", "a".repeat(129));
+        let long_name = "a".repeat(NAME_TOTAL_LENGTH_MAX - "docker.io/library/".len() + 1);
+        let long_host = format!("{}.com/{}", "h".repeat(200), "p".repeat(60));
+        let cases: Vec<(String, K)> = vec![
+            ("".into(), K::Empty),
+            (" ubuntu".into(), K::Whitespace),
+            ("ubu ntu".into(), K::Whitespace),
+            ("ubuntu\n".into(), K::Whitespace),
+            ("ubuntu:\t1".into(), K::Whitespace),
+            (HEX.into(), K::ImageId),
+            ("Ubuntu".into(), K::Uppercase),
+            ("user/MyApp:1".into(), K::Uppercase),
+            ("localhost/Foo".into(), K::Uppercase),
+            ("a//b".into(), K::EmptyComponent),
+            ("a/".into(), K::EmptyComponent),
+            ("/a".into(), K::EmptyComponent),
+            ("localhost/".into(), K::EmptyComponent),
+            ("host:5000/".into(), K::EmptyComponent),
+            ("ubuntu:".into(), K::MissingTag),
+            (
+                "ubuntu:@sha256:0".into(),
+                K::InvalidDigest("a sha256 digest has 64 hex characters"),
+            ),
+            ("ubuntu@".into(), K::MissingDigest),
+            (
+                "ubuntu@sha256:abc".into(),
+                K::InvalidDigest("a sha256 digest has 64 hex characters"),
+            ),
+            (
+                format!("ubuntu@sha512:{HEX}"),
+                K::InvalidDigest("only sha256 digests are supported"),
+            ),
+            (
+                format!("ubuntu@{HEX}"),
+                K::InvalidDigest("expected sha256:<64 hex characters>"),
+            ),
+            (
+                format!("ubuntu@sha256:{}", HEX.to_uppercase()),
+                K::InvalidDigest("only lowercase hex characters are allowed"),
+            ),
+            (
+                format!("ubuntu@sha256:{HEX}@sha256:{HEX}"),
+                K::InvalidDigest("a sha256 digest has 64 hex characters"),
+            ),
+            (":tag".into(), K::MissingName),
+            (format!("@sha256:{HEX}"), K::MissingName),
+            ("ubuntu:.tag".into(), K::TagBadStart(".tag".into())),
+            ("ubuntu:-tag".into(), K::TagBadStart("-tag".into())),
+            (tag129, K::TagTooLong(129)),
+            ("ubuntu:a:b".into(), K::InvalidTag("a:b".into())),
+            ("ubuntu:tag!".into(), K::InvalidTag("tag!".into())),
+            (long_name, K::NameTooLong(256)),
+            (long_host, K::NameTooLong(265)),
+            ("-app".into(), K::InvalidComponent("-app".into())),
+            ("app-".into(), K::InvalidComponent("app-".into())),
+            ("a...b".into(), K::InvalidComponent("a...b".into())),
+            ("a___b".into(), K::InvalidComponent("a___b".into())),
+            ("a._b".into(), K::InvalidComponent("a._b".into())),
+            ("u/_x".into(), K::InvalidComponent("_x".into())),
+            ("ubü".into(), K::InvalidComponent("ubü".into())),
+            ("-host.com/a".into(), K::InvalidDomain("-host.com".into())),
+            ("host-.com/a".into(), K::InvalidDomain("host-.com".into())),
+            ("host..com/a".into(), K::InvalidDomain("host..com".into())),
+            ("ho_st.com/a".into(), K::InvalidDomain("ho_st.com".into())),
+            (
+                "host.com:abc/a".into(),
+                K::InvalidDomain("host.com:abc".into()),
+            ),
+            ("host.com:/a".into(), K::InvalidDomain("host.com:".into())),
+            ("[zz]:5000/a".into(), K::InvalidDomain("[zz]:5000".into())),
+            ("[::1]5000/a".into(), K::InvalidDomain("[::1]5000".into())),
+            ("[]/a".into(), K::InvalidDomain("[]".into())),
+            ("[::1]".into(), K::MissingPath),
+            ("[::1]:5000".into(), K::MissingPath),
+        ];
+        assert!(cases.len() >= 20);
+        for (input, kind) in cases {
+            match Reference::parse(&input) {
+                Ok(re) => panic!("{input:?} accepted as {re}"),
+                Err(e) => assert_eq!(e.kind, kind, "reason for {input:?}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn messages_say_what_is_wrong_and_what_is_right() {
+        let e = Reference::parse("MyApp").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("\"MyApp\""), "{msg}");
+        assert!(msg.contains("repository name must be lowercase"), "{msg}");
+        let msg = Reference::parse(HEX).unwrap_err().to_string();
+        assert!(msg.contains("image id, not a reference"), "{msg}");
+        let msg = Reference::parse("ubuntu:").unwrap_err().to_string();
+        assert!(msg.contains("ubuntu:22.04"), "{msg}");
+        let msg = Reference::parse("").unwrap_err().to_string();
+        assert!(msg.contains("[registry[:port]/]name[:tag]"), "{msg}");
+        // Long input is cut in the message.
+        let e = Reference::parse(&"a".repeat(300)).unwrap_err();
+        assert_eq!(e.input.chars().count(), 101);
+        assert!(e.input.ends_with('…'));
+    }
+
+    #[test]
+    fn with_tag_keeps_repository_and_digest() {
+        let re = r("ubuntu").with_tag("22.04").unwrap();
+        assert_eq!(re.to_string(), "docker.io/library/ubuntu:22.04");
+        assert!(!re.is_name_only());
+        let d = r(&format!("localhost:5000/app@sha256:{HEX}"))
+            .with_tag("v2")
+            .unwrap();
+        assert_eq!(d.to_string(), format!("localhost:5000/app:v2@sha256:{HEX}"));
+        let e = r("ubuntu").with_tag("-x").unwrap_err();
+        assert_eq!(e.kind, K::TagBadStart("-x".into()));
+        assert_eq!(e.input, "docker.io/library/ubuntu:-x");
+        assert_eq!(r("ubuntu").with_tag("").unwrap_err().kind, K::MissingTag);
+        assert_eq!(
+            r("ubuntu").with_tag("a b").unwrap_err().kind,
+            K::InvalidTag("a b".into())
+        );
+    }
+
+    #[test]
+    fn equality_follows_the_normalised_form() {
+        assert_eq!(r("ubuntu"), r("docker.io/library/ubuntu:latest"));
+        assert!(r("ubuntu").is_name_only());
+        assert!(!r("ubuntu:latest").is_name_only());
+        assert_ne!(r("ubuntu:1"), r("ubuntu:2"));
+        assert!(r("a:1") < r("b:1"));
+        let mut set = std::collections::HashSet::new();
+        set.insert(r("ubuntu"));
+        assert!(set.contains(&r("index.docker.io/library/ubuntu:latest")));
+    }
+
+    #[test]
+    fn serde_uses_the_normalised_string() {
+        let re = r("user/app:1");
+        let j = serde_json::to_string(&re).unwrap();
+        assert_eq!(j, "\"docker.io/user/app:1\"");
+        assert_eq!(serde_json::from_str::<Reference>(&j).unwrap(), re);
+        assert!(serde_json::from_str::<Reference>("\"Bad\"").is_err());
+    }
+
+    #[test]
+    fn short_id_candidates() {
+        for yes in [
+            "a",
+            "0123456789ab",
+            HEX,
+            &format!("sha256:{HEX}"),
+            "sha256:e3b0",
+        ] {
+            assert!(is_short_id_candidate(yes), "{yes}");
+        }
+        let too_long = format!("{HEX}0");
+        for no in [
+            "",
+            "sha256:",
+            "E3B0",
+            "e3b0g",
+            "ubuntu",
+            "sha512:e3b0",
+            &too_long,
+            "sha256:x",
+        ] {
+            assert!(!is_short_id_candidate(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn pattern_matching() {
+        let dg = format!("sha256:{HEX}");
+        // (reference, pattern, matches)
+        let cases: Vec<(String, &str, bool)> = vec![
+            ("ubuntu:latest".into(), "ubuntu", true),
+            ("ubuntu:22.04".into(), "ubuntu", true),
+            ("ubuntu".into(), "ubuntu:latest", true),
+            ("ubuntu:22.04".into(), "ubuntu:2*", true),
+            ("ubuntu:latest".into(), "ubuntu:2*", false),
+            ("ubuntu:20.04".into(), "ubuntu:2?.04", true),
+            ("user/app:1".into(), "*/app", true),
+            ("ubuntu".into(), "*/app", false),
+            ("user/app".into(), "*", false),
+            ("ubuntu".into(), "*", true),
+            ("ubuntu".into(), "ubunt?", true),
+            ("ubuntu".into(), "ubu", false),
+            ("ubuntu".into(), "[a-u]buntu", true),
+            ("ubuntu".into(), "[^u]buntu", false),
+            ("ubuntu".into(), "[", false),
+            ("ubuntu".into(), "[]ubuntu", false),
+            ("ubuntu".into(), "\\ubuntu", true),
+            ("ubuntu".into(), "docker.io/library/ubuntu", false),
+            ("localhost:5000/foo:tag".into(), "localhost:5000/*", true),
+            ("localhost:5000/foo:tag".into(), "localhost:5000/*:t*", true),
+            ("localhost:5000/foo:tag".into(), "localhost:*/foo", true),
+            ("a/b/c".into(), "a/*", false),
+            ("a/b/c".into(), "a/*/*", true),
+            ("user/app:v1".into(), "user/*:v*", true),
+            (format!("ubuntu@{dg}"), "ubuntu", true),
+            (format!("ubuntu@{dg}"), "ubuntu:*", false),
+            (format!("ubuntu@{dg}"), "ubuntu@sha256:e3b0*", true),
+            (format!("ubuntu:22.04@{dg}"), "ubuntu:22.04", true),
+            (format!("ubuntu:22.04@{dg}"), "ubuntu:22.04@*", true),
+        ];
+        for (reference, pattern, want) in cases {
+            assert_eq!(
+                r(&reference).matches_pattern(pattern),
+                want,
+                "{reference} ~ {pattern}"
+            );
+        }
+        // Many stars against a long name stay fast.
+        let long = r(&format!("{}b", "a".repeat(200)));
+        assert!(!long.matches_pattern(&"*a".repeat(40)));
+    }
+}
