@@ -3,6 +3,9 @@
 //! `name` a committed one; both share one namespace. Drivers: `vfs` (plain
 //! directories, a full copy per snapshot) and, later, `devmapper`.
 
+pub mod conformance;
+pub mod vfs;
+
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
