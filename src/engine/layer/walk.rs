@@ -1,0 +1,159 @@
+//! Reading a whole tree into memory (metadata only, sorted bytewise by
+//! path) for diffs and tar writing. Directories and files are opened
+//! from the tree's root fd with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`,
+//! so a symlink in the tree (say in a container's rootfs) is recorded as
+//! a symlink and never followed.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Stat};
+use rustix::io::Errno;
+
+use super::error::LayerError;
+use super::fsops::{list_names, xattrs_at};
+use super::meta::{Kind, Mtime};
+use super::names::child;
+use super::resolve::open_beneath;
+
+/// The metadata of one filesystem object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Node {
+    pub kind: Kind,
+    /// Permission bits with setuid/setgid/sticky (`0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime: Mtime,
+    /// Device number (major, minor) of a device node.
+    pub rdev: (u32, u32),
+    /// Identity for hardlink detection.
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    /// Symlink target.
+    pub target: Vec<u8>,
+    /// Sorted by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Node {
+    // `Stat` field widths differ between architectures, hence the casts.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    fn from_stat(st: &Stat) -> Option<Node> {
+        let kind = Kind::of_mode(st.st_mode as u32)?;
+        let rdev = st.st_rdev as u64;
+        Some(Node {
+            kind,
+            mode: st.st_mode as u32 & 0o7777,
+            uid: st.st_uid as u32,
+            gid: st.st_gid as u32,
+            size: if kind == Kind::File {
+                st.st_size as u64
+            } else {
+                0
+            },
+            mtime: Mtime {
+                secs: st.st_mtime as i64,
+                nanos: st.st_mtime_nsec as u32,
+            },
+            rdev: match kind {
+                Kind::Char | Kind::Block => (rfs::major(rdev), rfs::minor(rdev)),
+                _ => (0, 0),
+            },
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            nlink: st.st_nlink as u64,
+            target: Vec::new(),
+            xattrs: Vec::new(),
+        })
+    }
+}
+
+/// A tree read into memory: paths relative to the root, without a
+/// leading `/` (the root itself is `""`).
+pub(crate) struct Tree {
+    root: OwnedFd,
+    pub nodes: BTreeMap<Vec<u8>, Node>,
+}
+
+fn fs_err<'a>(op: &'static str, rel: &'a [u8]) -> impl FnOnce(std::io::Error) -> LayerError + 'a {
+    move |e| LayerError::fs(op, rel, e)
+}
+
+impl Tree {
+    /// Reads the tree under `path`.
+    ///
+    /// Precondition: the tree is not being modified meanwhile.
+    ///
+    /// # Errors
+    /// [`LayerError::Fs`] if any directory, symlink or xattr list cannot
+    /// be read.
+    pub(crate) fn read(path: &Path) -> Result<Tree, LayerError> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let root = rfs::open(path, flags, Mode::empty())
+            .map_err(|e| LayerError::fs("open", path.as_os_str().as_bytes(), e))?;
+        let st = rfs::fstat(&root).map_err(|e| LayerError::fs("stat", b".", e))?;
+        let mut top = Node::from_stat(&st).expect("an opened directory has a known type");
+        top.xattrs = xattrs_at(&root, b"").map_err(fs_err("list xattrs of", b"."))?;
+        let mut nodes = BTreeMap::new();
+        nodes.insert(Vec::new(), top);
+        let mut tree = Tree { root, nodes };
+        let mut pending = vec![Vec::new()];
+        while let Some(rel) = pending.pop() {
+            tree.read_dir(&rel, &mut pending)?;
+        }
+        Ok(tree)
+    }
+
+    fn read_dir(&mut self, rel: &[u8], pending: &mut Vec<Vec<u8>>) -> Result<(), LayerError> {
+        let dir = open_beneath(&self.root, rel, OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(fs_err("open directory", rel))?;
+        for name in list_names(&dir).map_err(fs_err("list", rel))? {
+            let path = child(rel, &name);
+            let st = match rfs::statat(&dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(LayerError::fs("stat", &path, e)),
+            };
+            let Some(mut node) = Node::from_stat(&st) else {
+                continue;
+            };
+            if node.kind == Kind::Symlink {
+                let t = rfs::readlinkat(&dir, name.as_slice(), Vec::new());
+                node.target = t
+                    .map_err(|e| LayerError::fs("read link", &path, e))?
+                    .into_bytes();
+            }
+            if node.kind != Kind::Socket {
+                node.xattrs = xattrs_at(&dir, &name).map_err(fs_err("list xattrs of", &path))?;
+            }
+            if node.kind == Kind::Dir {
+                pending.push(path.clone());
+            }
+            self.nodes.insert(path, node);
+        }
+        Ok(())
+    }
+
+    /// Opens the regular file `rel` for reading, checking it is still the
+    /// inode that was walked.
+    pub(crate) fn open_file(&self, rel: &[u8], node: &Node) -> Result<File, LayerError> {
+        let fd = open_beneath(&self.root, rel, OFlags::RDONLY).map_err(fs_err("open", rel))?;
+        let st = rfs::fstat(&fd).map_err(|e| LayerError::fs("stat", rel, e))?;
+        match Node::from_stat(&st) {
+            Some(now) if now.ino == node.ino && now.dev == node.dev && now.kind == Kind::File => {
+                Ok(File::from(fd))
+            }
+            _ => Err(LayerError::fs(
+                "read",
+                rel,
+                std::io::Error::other("the file changed while the tree was read"),
+            )),
+        }
+    }
+}
