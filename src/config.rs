@@ -13,6 +13,8 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Storage driver: `devmapper` or `vfs`.
+    pub driver: Option<String>,
     /// `[pool]` defaults for `pool create`.
     #[serde(default)]
     pub pool: PoolConfig,
@@ -51,6 +53,12 @@ pub enum ConfigError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// An unknown storage driver.
+    #[error("unknown storage driver {driver:?}: use devmapper or vfs")]
+    Driver {
+        /// The name given.
+        driver: String,
     },
     /// The file is not valid TOML or has unknown keys.
     #[error("invalid config file {}", path.display())]

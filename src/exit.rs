@@ -43,6 +43,34 @@ pub fn code(err: &anyhow::Error) -> i32 {
                 _ => FAILURE,
             };
         }
+        if let Some(e) = cause.downcast_ref::<crate::engine::EngineError>() {
+            use crate::engine::EngineError as E;
+            match e {
+                E::ImageNotFound { .. } | E::ContainerNotFound { .. } => return NOT_FOUND,
+                E::Conflict { .. } | E::DriverMismatch { .. } => return CONFLICT,
+                E::AmbiguousId { .. }
+                | E::Reference(_)
+                | E::Digest(_)
+                | E::InvalidChange { .. }
+                | E::InvalidArchive { .. }
+                | E::DigestMismatch { .. }
+                | E::DiffIdMismatch { .. }
+                | E::TooLarge { .. }
+                | E::Json { .. }
+                | E::Layer { .. } => return USAGE,
+                // Pool and snapshot errors are matched further down the chain.
+                _ => {}
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<crate::snapshot::SnapshotError>() {
+            use crate::snapshot::SnapshotError as S;
+            match e {
+                S::NotFound { .. } => return NOT_FOUND,
+                S::Exists { .. } | S::Precondition { .. } => return CONFLICT,
+                S::InvalidKey { .. } => return USAGE,
+                _ => {}
+            }
+        }
         if cause.downcast_ref::<crate::Problems>().is_some() {
             return NEEDS_ATTENTION;
         }

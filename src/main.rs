@@ -5,6 +5,7 @@
 use clap::Parser;
 
 fn main() {
+    thinpool::default_sigpipe();
     let cli = thinsnap::cli::Cli::parse();
     if let Err(err) = thinsnap::cli::run(cli) {
         eprintln!("error: {err:#}");

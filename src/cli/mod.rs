@@ -2,8 +2,10 @@
 //! module with its clap arguments and a `run` function; `anyhow` context is
 //! added here, at the edge, and nowhere deeper.
 
+pub mod image;
 pub mod output;
 pub mod pool;
+pub mod snapshot;
 pub mod volume;
 
 use std::path::PathBuf;
@@ -26,6 +28,9 @@ pub struct Cli {
     /// Configuration file (default: $THINSNAP_CONFIG, else <root>/config.toml).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// Storage driver for images and snapshots: devmapper (thin pool) or vfs (directories) [default: devmapper, or `driver` in the config].
+    #[arg(long, global = true, env = "THINSNAP_DRIVER", value_parser = ["devmapper", "vfs"])]
+    pub driver: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -40,6 +45,72 @@ pub enum Command {
     /// Raw thin volumes: block devices, snapshots, import and export.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Snapshots, directly (containerd's snapshotter interface).
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
+    /// List images.
+    Images(image::ImagesArgs),
+    /// Give an image another name.
+    Tag {
+        /// Image (name or id).
+        source: String,
+        /// New name, REPOSITORY[:TAG].
+        target: String,
+    },
+    /// Remove images.
+    Rmi {
+        /// Untag from every repository, or untag only where the image cannot be deleted.
+        #[arg(short, long)]
+        force: bool,
+        /// Images (names or ids).
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Show an image's history.
+    History {
+        /// Do not truncate.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Only image ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Image.
+        image: String,
+    },
+    /// Show images as JSON.
+    Inspect {
+        /// Images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Write images to a tar archive (docker-archive and OCI layout at once).
+    Save {
+        /// Output file (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Load images from a docker-archive or OCI archive (plain, gzip or zstd).
+    Load {
+        /// Input file (default: stdin).
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+        /// Print only the loaded images.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Make a one-layer image from a rootfs tarball.
+    Import(image::ImportArgs),
+    /// Write a container's filesystem as a tar.
+    Export {
+        /// Output file (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Container (or snapshot key).
+        container: String,
+    },
 }
 
 /// What every command gets.
@@ -48,6 +119,8 @@ pub struct Ctx {
     pub root: PathBuf,
     /// Loaded configuration.
     pub config: Config,
+    /// Storage driver.
+    pub driver: String,
 }
 
 /// Runs a parsed command line.
@@ -57,13 +130,35 @@ pub struct Ctx {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config =
         Config::load(cli.config.as_deref(), &cli.root).context("failed to load configuration")?;
+    let driver = cli
+        .driver
+        .or_else(|| config.driver.clone())
+        .unwrap_or_else(|| crate::engine::driver::DEFAULT.to_string());
+    if !crate::engine::driver::DRIVERS.contains(&driver.as_str()) {
+        return Err(crate::config::ConfigError::Driver { driver }.into());
+    }
     let ctx = Ctx {
         root: cli.root,
         config,
+        driver,
     };
     match cli.command {
         Command::Pool(cmd) => pool::run(cmd, &ctx),
         Command::Volume(cmd) => volume::run(cmd, &ctx),
+        Command::Snapshot(cmd) => snapshot::run(cmd, &ctx),
+        Command::Images(a) => image::images(a, &ctx),
+        Command::Tag { source, target } => image::tag(&source, &target, &ctx),
+        Command::Rmi { force, images } => image::rmi(&images, force, &ctx),
+        Command::History {
+            no_trunc,
+            quiet,
+            image,
+        } => image::history(&image, no_trunc, quiet, &ctx),
+        Command::Inspect { images } => image::inspect(&images, &ctx),
+        Command::Save { output, images } => image::save(&images, output, &ctx),
+        Command::Load { input, quiet } => image::load(input, quiet, &ctx),
+        Command::Import(a) => image::import(a, &ctx),
+        Command::Export { output, container } => image::export(&container, output, &ctx),
     }
 }
 

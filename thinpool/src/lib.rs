@@ -20,4 +20,5 @@ pub mod units;
 pub use error::{Error, Result};
 pub use kernel::{fake::FakeKernel, real::RealKernel, Kernel};
 pub use pool::{CheckReport, CreateOptions, DeviceReport, Pool, PoolReport, RecoveryReport};
+pub use sys::default_sigpipe;
 pub use units::{format_size, parse_size, Bytes, DataBlocks, Sectors, ThinId};

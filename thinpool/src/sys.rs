@@ -19,3 +19,15 @@ pub fn blkdiscard(dev: &impl AsRawFd, offset: u64, len: u64) -> Result<(), Errno
     // live, properly aligned [u64; 2] that the kernel only reads.
     unsafe { blkdiscard_raw(dev.as_raw_fd(), &range) }.map(|_| ())
 }
+
+/// Restores the default action for SIGPIPE, so that a command whose output
+/// pipe closes (`thinsnap inspect x | head`) ends quietly like other Unix
+/// tools instead of failing on every later write. Rust starts programs
+/// with SIGPIPE ignored.
+pub fn default_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: SIG_DFL installs no Rust handler, so no handler code can run
+    // in signal context; this is called first thing in main, before any
+    // thread exists.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
