@@ -43,7 +43,7 @@ pub struct ImagesArgs {
     #[arg(short, long = "filter")]
     pub filters: Vec<String>,
     /// Output format: `json` (one object per line) or `table`.
-    #[arg(long)]
+    #[arg(long, value_parser = ["json", "table"])]
     pub format: Option<String>,
 }
 

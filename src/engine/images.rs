@@ -154,18 +154,29 @@ impl Engine {
         };
         let before = filter.before.as_deref().map(created_of).transpose()?;
         let since = filter.since.as_deref().map(created_of).transpose()?;
-        let matches_ref = |s: &ImageSummary, pat: &str| {
-            s.repo_tags
-                .iter()
-                .any(|t| Reference::parse(t).is_ok_and(|r| r.matches_pattern(pat)))
+        // Like Docker, a reference pattern (positional or filter) keeps an
+        // image by the names that match, and lists it under those only.
+        let by_ref = repo.is_some() || !filter.reference.is_empty();
+        let keep_name = |name: &String| {
+            Reference::parse(name).is_ok_and(|r| {
+                repo.is_none_or(|p| r.matches_pattern(p))
+                    && (filter.reference.is_empty()
+                        || filter.reference.iter().any(|p| r.matches_pattern(p)))
+            })
         };
         Ok(list
             .into_iter()
             .filter(|s| all || !s.intermediate || filter.dangling.is_some())
             .filter(|s| filter.dangling.is_none_or(|d| s.dangling == d))
-            .filter(|s| repo.is_none_or(|p| matches_ref(s, p)))
-            .filter(|s| {
-                filter.reference.is_empty() || filter.reference.iter().any(|p| matches_ref(s, p))
+            .filter_map(|mut s| {
+                if by_ref {
+                    s.repo_tags.retain(keep_name);
+                    s.repo_digests.retain(keep_name);
+                    if s.repo_tags.is_empty() && s.repo_digests.is_empty() {
+                        return None;
+                    }
+                }
+                Some(s)
             })
             .filter(|s| before.as_ref().is_none_or(|b| s.created < *b))
             .filter(|s| since.as_ref().is_none_or(|b| s.created > *b))
