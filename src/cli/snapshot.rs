@@ -6,10 +6,12 @@ use anyhow::Context;
 use clap::Subcommand;
 use thinpool::{format_size, Bytes};
 
+use std::collections::BTreeSet;
+
 use super::output::{print_json, print_table, table};
 use super::Ctx;
-use crate::snapshot::vfs::VfsSnapshotter;
-use crate::snapshot::{Kind, Snapshotter, Usage};
+use crate::engine::{LAYER_PREFIX, WORK_PREFIX};
+use crate::snapshot::{Kind, SnapshotError, Snapshotter, Usage};
 
 /// Snapshot commands.
 #[derive(Debug, Subcommand)]
@@ -71,9 +73,19 @@ pub enum SnapshotCommand {
 /// # Errors
 /// The command's failure, with context naming it.
 pub fn run(cmd: SnapshotCommand, ctx: &Ctx) -> anyhow::Result<()> {
-    let mut s = open_snapshotter(ctx)?;
+    // Through the engine: it picks the root's driver (and refuses another
+    // driver's root), and it knows which snapshots are image layers.
+    let mut engine = super::image::open_engine(ctx)?;
+    let layers: BTreeSet<String> = engine
+        .state()
+        .layers
+        .values()
+        .map(|l| l.snapshot.clone())
+        .collect();
+    let s = engine.snapshotter();
     match cmd {
         SnapshotCommand::Prepare { key, parent } => {
+            not_reserved(&key)?;
             s.prepare(&key, parent.as_deref())
                 .with_context(|| match &parent {
                     Some(p) => format!("failed to prepare {key} on {p}"),
@@ -82,21 +94,30 @@ pub fn run(cmd: SnapshotCommand, ctx: &Ctx) -> anyhow::Result<()> {
             println!("{key}");
         }
         SnapshotCommand::View { key, parent } => {
+            not_reserved(&key)?;
             s.view(&key, &parent)
                 .with_context(|| format!("failed to view {parent} as {key}"))?;
             println!("{key}");
         }
         SnapshotCommand::Commit { name, key } => {
+            not_reserved(&name)?;
             s.commit(&name, &key)
                 .with_context(|| format!("failed to commit {key} as {name}"))?;
             println!("{name}");
         }
         SnapshotCommand::Rm { key } => {
+            if layers.contains(&key) {
+                return Err(anyhow::Error::new(SnapshotError::Precondition {
+                    key: key.clone(),
+                    reason: "it is an image layer: remove the image with `thinsnap rmi`".into(),
+                })
+                .context(format!("failed to remove snapshot {key}")));
+            }
             s.remove(&key)
                 .with_context(|| format!("failed to remove snapshot {key}"))?;
             println!("{key}");
         }
-        SnapshotCommand::Ls { json } => ls(s.as_ref(), json)?,
+        SnapshotCommand::Ls { json } => ls(s, json)?,
         SnapshotCommand::Stat { key } => {
             let info = s
                 .stat(&key)
@@ -117,15 +138,17 @@ pub fn run(cmd: SnapshotCommand, ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The snapshotter under the root: the one place that picks the driver.
-///
-/// # Errors
-/// The driver's open errors, with context naming its directory.
-pub fn open_snapshotter(ctx: &Ctx) -> anyhow::Result<Box<dyn Snapshotter>> {
-    let dir = ctx.root.join("snapshots").join("vfs");
-    let s = VfsSnapshotter::open(&dir)
-        .with_context(|| format!("failed to open the vfs snapshotter in {}", dir.display()))?;
-    Ok(Box::new(s))
+/// Keys the image store uses for its own snapshots (and removes when it
+/// finds them unaccounted for) cannot be created here.
+fn not_reserved(key: &str) -> anyhow::Result<()> {
+    if key.starts_with(LAYER_PREFIX) || key.starts_with(WORK_PREFIX) {
+        return Err(SnapshotError::InvalidKey {
+            key: key.to_string(),
+            reason: "names starting with `layer-` or `work-` belong to the image store",
+        }
+        .into());
+    }
+    Ok(())
 }
 
 fn kind_label(kind: Kind) -> &'static str {

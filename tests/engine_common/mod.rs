@@ -58,6 +58,12 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     out
 }
 
+/// RFC 3339 time `days` ago.
+pub fn ago(days: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::days(days))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// The host platform's OCI architecture.
 pub fn host_arch() -> &'static str {
     match std::env::consts::ARCH {
@@ -760,4 +766,19 @@ pub fn replace(entries: &mut [Entry], name: &str, data: &[u8]) {
         .find(|e| e.name == name)
         .unwrap_or_else(|| panic!("no entry {name}"));
     e.kind = Kind::File(data.to_vec());
+}
+
+/// A fixed creation time.
+pub const T0: &str = "2023-03-01T12:00:00Z";
+
+/// Two images sharing their base layer, tagged `shared/a:1` and `b:2`.
+pub fn two_sharing() -> (Img, Img) {
+    let base = layer("base", "os", &[9u8; 4000]);
+    let a = image(&[base.clone(), layer("a", "f", b"a")], T0, &["shared/a:1"]);
+    let b = image(
+        &[base, layer("b", "f", b"bb")],
+        "2023-03-02T12:00:00Z",
+        &["b:2"],
+    );
+    (a, b)
 }
