@@ -307,3 +307,67 @@ fn the_config_file_picks_the_driver() {
     assert_eq!(r.code, USAGE, "{}", r.stderr);
     assert!(r.stderr.contains("zfs"), "{}", r.stderr);
 }
+
+#[test]
+fn import_refuses_what_is_not_a_safe_rootfs_tarball() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    env.import(&[("keep", b"1")], Some("keep:1"));
+    let before = env.state();
+    let passwd_links = std::fs::metadata("/etc/passwd").unwrap().nlink();
+    let marker = "thinsnap-test-escape-import";
+    let deep = format!("{}tmp/{marker}", "../".repeat(16));
+    let hard = |target: &str| Entry {
+        name: "h".into(),
+        kind: Kind::Hardlink(target.into()),
+        mode: 0o644,
+    };
+    for (name, bytes) in [
+        ("junk.bin", b"not a tarball\n".repeat(100)),
+        ("dotdot.tar", tar(&[file(&format!("../{marker}"), b"x")])),
+        ("deep.tar.gz", gzip(&tar(&[file(&deep, b"x")]))),
+        (
+            "abs.tar.zst",
+            zstd(&tar(&[file(&format!("/tmp/{marker}"), b"x")])),
+        ),
+        (
+            "through-link.tar",
+            tar(&[symlink("up", "/tmp"), file(&format!("up/{marker}"), b"x")]),
+        ),
+        ("hard-abs.tar", tar(&[hard("/etc/passwd")])),
+        (
+            "hard-up.tar",
+            tar(&[hard("../../../../../../../../../etc/passwd")]),
+        ),
+    ] {
+        let p = env.input(name, &bytes);
+        let r = env.run(&["import", &p, "evil:1"]);
+        assert_ne!(r.code, 0, "{name} was imported");
+        assert_ne!(r.code, 101, "{name}: panicked: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "{name}: {}", r.stdout);
+        assert_eq!(
+            env.state(),
+            before,
+            "{name} changed the store: {}",
+            r.stderr
+        );
+        std::fs::remove_file(&p).unwrap();
+        env.assert_nothing_outside_root(&["rootfs.tar"], marker);
+        assert_eq!(
+            std::fs::metadata("/etc/passwd").unwrap().nlink(),
+            passwd_links,
+            "{name}"
+        );
+    }
+    assert_eq!(env.tags(), ["keep:1"]);
+}
+
+#[test]
+fn save_to_an_unwritable_place_leaves_nothing() {
+    let env = Env::new();
+    env.import(&[("a", b"a")], Some("a:1"));
+    let p = env.out_path("nodir/x.tar");
+    env.run(&["save", "-o", &p, "a:1"]).fails_with(&["nodir"]);
+    assert!(!env.dir.path().join("in/nodir").exists());
+    env.run(&["save"]).code(USAGE);
+}

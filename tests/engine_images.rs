@@ -347,12 +347,22 @@ fn images_all_shows_intermediate_parents_and_rmi_protects_them() {
     let mut want = vec![short(&child), short(&parent)];
     want.sort();
     assert_eq!(got, want);
-    // Intermediate is not dangling.
-    assert!(env
-        .run(&["images", "-q", "--filter", "dangling=true"])
-        .ok()
-        .stdout
-        .is_empty());
+    // An intermediate image is neither dangling nor named, with or without -a.
+    for f in ["dangling=true", "dangling=false"] {
+        for all in [false, true] {
+            let mut args = vec!["images", "-q", "--filter", f];
+            if all {
+                args.push("-a");
+            }
+            let r = env.run(&args).ok();
+            let want: &[&str] = if f == "dangling=false" {
+                &[short(&child)]
+            } else {
+                &[]
+            };
+            assert_eq!(r.lines(), want, "{args:?}");
+        }
+    }
     // Deleting it is refused while the child exists, even with -f.
     env.run(&["rmi", &parent])
         .code(CONFLICT)

@@ -157,7 +157,24 @@ fn rmi_by_digest_reference() {
     assert_eq!(r.lines(), [format!("Untagged: {by_digest}")]);
     assert_eq!(env.inspect("reg.example/x:1")["RepoDigests"], json!([]));
     let r = env.run(&["rmi", "reg.example/x:1"]).ok();
+    assert_eq!(r.lines()[0], "Untagged: reg.example/x:1");
     assert_eq!(r.lines()[1], format!("Deleted: {}", img.id()));
+    // Removing the last tag also drops (and reports) the digest names.
+    env.load(&oci_archive(
+        std::slice::from_ref(&img),
+        "io.containerd.image.name",
+    ));
+    let r = env.run(&["rmi", "reg.example/x:1"]).ok();
+    assert_eq!(
+        r.lines(),
+        [
+            "Untagged: reg.example/x:1".to_string(),
+            format!("Untagged: {by_digest}"),
+            format!("Deleted: {}", img.id()),
+            format!("Deleted: {}", digest(&l)),
+        ]
+    );
+    assert!(env.blobs().is_empty());
 }
 
 // ---------------------------------------------------------------- history

@@ -166,8 +166,13 @@ impl Engine {
         };
         Ok(list
             .into_iter()
-            .filter(|s| all || !s.intermediate || filter.dangling.is_some())
-            .filter(|s| filter.dangling.is_none_or(|d| s.dangling == d))
+            // Docker's rules: intermediate images only with -a, and never
+            // for `dangling=...` (true: untagged leaves; false: named ones).
+            .filter(|s| match filter.dangling {
+                None => all || !s.intermediate,
+                Some(true) => s.dangling,
+                Some(false) => !s.dangling && !s.intermediate,
+            })
             .filter_map(|mut s| {
                 if by_ref {
                     s.repo_tags.retain(keep_name);
@@ -250,6 +255,11 @@ impl Engine {
                 return Ok(lines);
             }
             self.store.save()?;
+            if let Some(img) = self.store.state.images.get(&id) {
+                for d in &img.repo_digests {
+                    lines.push(format!("Untagged: {}", familiar(d)));
+                }
+            }
             lines.extend(self.delete_image(&id)?);
             return Ok(lines);
         }
