@@ -371,3 +371,23 @@ fn save_to_an_unwritable_place_leaves_nothing() {
     assert!(!env.dir.path().join("in/nodir").exists());
     env.run(&["save"]).code(USAGE);
 }
+
+#[test]
+fn a_failed_export_or_save_keeps_an_existing_output_file() {
+    let env = Env::new();
+    env.import(&[("a", b"a")], Some("a:1"));
+    let p = env.input("precious.tar", b"precious");
+    env.run(&["export", "-o", &p, "nosuch"]).code(NOT_FOUND);
+    assert_eq!(std::fs::read(&p).unwrap(), b"precious");
+    env.run(&["save", "-o", &p, "nosuch:1"]).code(NOT_FOUND);
+    assert_eq!(std::fs::read(&p).unwrap(), b"precious");
+    env.assert_nothing_outside_root(&["precious.tar", "rootfs.tar"], "nomarker");
+    // A successful one replaces it.
+    let layer = env.inspect("a:1")["GraphDriver"]["Data"]["Snapshot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.run(&["export", "-o", &p, &layer]).ok();
+    assert_eq!(tar_files(&std::fs::read(&p).unwrap())["a"], b"a");
+    env.assert_nothing_outside_root(&["precious.tar", "rootfs.tar"], "nomarker");
+}

@@ -333,14 +333,21 @@ pub fn export(name: &str, output: Option<PathBuf>, ctx: &Ctx) -> anyhow::Result<
     let mut e = open_engine(ctx)?;
     match output {
         Some(p) => {
+            // Written aside and renamed, as `save` does: a failure never
+            // clobbers or removes a file that was already there.
+            let tmp = p.with_extension("partial");
             let r = (|| -> anyhow::Result<()> {
-                let mut f = std::io::BufWriter::new(std::fs::File::create(&p)?);
+                let mut f = std::io::BufWriter::new(
+                    std::fs::File::create(&tmp)
+                        .with_context(|| format!("failed to create {}", tmp.display()))?,
+                );
                 e.export_snapshot(name, &mut f)?;
                 f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                std::fs::rename(&tmp, &p)?;
                 Ok(())
             })();
             if r.is_err() {
-                let _ = std::fs::remove_file(&p);
+                let _ = std::fs::remove_file(&tmp);
             }
             r.with_context(|| format!("failed to export {name}"))
         }
