@@ -332,7 +332,8 @@ impl Env {
 
     /// A fingerprint of the store: `engine/store.json` bytes, blob names,
     /// `snapshot ls --json` output and the list of files under the root
-    /// (minus locks and scratch directories).
+    /// (scratch directories included: they must be left empty), minus the
+    /// locks and the vfs metadata (its id counter moves on).
     pub fn state(&self) -> State {
         State {
             store: std::fs::read(self.root.join("engine/store.json")).unwrap_or_default(),
@@ -340,9 +341,7 @@ impl Env {
             snapshots: self.run(&["snapshot", "ls", "--json"]).ok().stdout,
             files: files_under(&self.root)
                 .into_iter()
-                .filter(|p| {
-                    !p.contains("/tmp/") && !p.ends_with("lock") && !p.ends_with("metadata.json")
-                })
+                .filter(|p| !p.ends_with("lock") && !p.ends_with("metadata.json"))
                 .collect(),
         }
     }
