@@ -233,3 +233,56 @@ fn snapshot_commands_follow_the_roots_driver() {
     assert!(!fresh.root.join("snapshots/vfs").exists());
     fresh.run(&["snapshot", "prepare", "k"]).ok();
 }
+
+#[test]
+fn rmi_refuses_an_image_whose_layers_carry_snapshots() {
+    let env = Env::new();
+    let base = layer("base", "f", b"base");
+    let a = image(&[base.clone(), layer("a", "f", b"a")], T0, &["used:1"]);
+    let b = image(&[base.clone()], T0, &["other:1"]);
+    env.load(&docker_archive(&[a.clone(), b.clone()]));
+    let top = env.inspect("used:1")["GraphDriver"]["Data"]["Snapshot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let base_snap = format!("layer-{}", sha256_hex(&base));
+    env.run(&["snapshot", "prepare", "ctr", &top]).ok();
+    env.run(&["snapshot", "view", "look", &base_snap]).ok();
+    let before = env.state();
+    // By name and by id: refused, naming the snapshot.
+    env.run(&["rmi", "used:1"])
+        .code(CONFLICT)
+        .fails_with(&["ctr", "-f"]);
+    env.run(&["rmi", &a.id()])
+        .code(CONFLICT)
+        .fails_with(&["ctr"]);
+    assert_eq!(env.state(), before);
+    // The base layer is shared with `other`: a view on it does not block
+    // removing `other` (the layer stays for `used`).
+    let r = env.run(&["rmi", "other:1"]).ok();
+    assert_eq!(
+        r.lines(),
+        [
+            "Untagged: other:1".to_string(),
+            format!("Deleted: {}", b.id())
+        ]
+    );
+    // -f only untags; the image stays (dangling) and the root stays usable.
+    let r = env.run(&["rmi", "-f", "used:1"]).ok();
+    assert_eq!(r.lines(), ["Untagged: used:1"]);
+    assert_eq!(env.ids(), [a.id()]);
+    env.run(&["images"]).ok();
+    let mut snaps = env.snapshots();
+    snaps.sort();
+    assert_eq!(snaps.len(), 4, "{snaps:?}");
+    // Once the snapshots are gone, the image can go, and everything with it.
+    env.run(&["rmi", &a.id()]).code(CONFLICT);
+    env.run(&["snapshot", "rm", "ctr"]).ok();
+    env.run(&["rmi", &a.id()])
+        .code(CONFLICT)
+        .fails_with(&["look"]);
+    env.run(&["snapshot", "rm", "look"]).ok();
+    env.run(&["rmi", &a.id()]).ok();
+    assert!(env.snapshots().is_empty());
+    assert!(env.blobs().is_empty());
+}

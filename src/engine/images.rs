@@ -233,6 +233,7 @@ impl Engine {
         let mut lines = Vec::new();
         if !by_id {
             let r = Reference::parse(name).map_err(|e| EngineError::Reference(e.to_string()))?;
+            let before = self.store.state.clone();
             if let Some(d) = r.digest() {
                 let key = format!("{}@{d}", r.name());
                 if let Some(img) = self.store.state.images.get_mut(&id) {
@@ -251,6 +252,15 @@ impl Engine {
                     .get(&id)
                     .is_some_and(|i| !i.repo_digests.is_empty() && r.digest().is_some());
             if still_named || !self.store.state.children_of(&id).is_empty() {
+                self.store.save()?;
+                return Ok(lines);
+            }
+            let users = self.snapshot_users(&id)?;
+            if !users.is_empty() {
+                if !force {
+                    self.store.state = before;
+                    return Err(in_use(name, &users));
+                }
                 self.store.save()?;
                 return Ok(lines);
             }
@@ -294,9 +304,17 @@ impl Engine {
             self.store.save()?;
             return Ok(lines);
         }
+        let users = self.snapshot_users(&id)?;
+        if !users.is_empty() && !force {
+            return Err(in_use(&short, &users));
+        }
         for t in tags {
             self.store.state.tags.remove(&t);
             lines.push(format!("Untagged: {}", familiar(&t)));
+        }
+        if !users.is_empty() {
+            self.store.save()?;
+            return Ok(lines);
         }
         if let Some(img) = self.store.state.images.get(&id) {
             for d in &img.repo_digests {
@@ -306,6 +324,41 @@ impl Engine {
         self.store.save()?;
         lines.extend(self.delete_image(&id)?);
         Ok(lines)
+    }
+
+    /// Snapshots (containers, views) made on layers that deleting image
+    /// `id` would free: while there are any, the image cannot be deleted.
+    fn snapshot_users(&self, id: &Digest) -> Result<Vec<String>> {
+        let st = &self.store.state;
+        let Some(img) = st.images.get(id) else {
+            return Ok(Vec::new());
+        };
+        let kept: BTreeSet<&Digest> = st
+            .images
+            .values()
+            .filter(|i| i.id != *id)
+            .flat_map(|i| i.chain.iter())
+            .collect();
+        let freed: BTreeSet<&str> = img
+            .chain
+            .iter()
+            .filter(|c| !kept.contains(c))
+            .filter_map(|c| st.layers.get(c))
+            .map(|l| l.snapshot.as_str())
+            .collect();
+        if freed.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .snap
+            .walk()?
+            .into_iter()
+            .filter(|i| {
+                i.parent.as_deref().is_some_and(|p| freed.contains(p))
+                    && !freed.contains(i.name.as_str())
+            })
+            .map(|i| i.name)
+            .collect())
     }
 
     /// Deletes an image record, then the layers and blobs no one needs.
@@ -433,6 +486,17 @@ impl Engine {
             o.insert("Variant".into(), json!(var));
         }
         Ok(v)
+    }
+}
+
+fn in_use(image: &str, users: &[String]) -> EngineError {
+    EngineError::Conflict {
+        action: "delete",
+        image: image.to_string(),
+        reason: format!(
+            "image is in use by snapshot {} (remove it first; -f only untags the image)",
+            users.join(", ")
+        ),
     }
 }
 
