@@ -239,7 +239,7 @@ fn rmi_refuses_an_image_whose_layers_carry_snapshots() {
     let env = Env::new();
     let base = layer("base", "f", b"base");
     let a = image(&[base.clone(), layer("a", "f", b"a")], T0, &["used:1"]);
-    let b = image(&[base.clone()], T0, &["other:1"]);
+    let b = image(std::slice::from_ref(&base), T0, &["other:1"]);
     env.load(&docker_archive(&[a.clone(), b.clone()]));
     let top = env.inspect("used:1")["GraphDriver"]["Data"]["Snapshot"]
         .as_str()
