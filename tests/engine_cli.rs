@@ -391,3 +391,87 @@ fn a_failed_export_or_save_keeps_an_existing_output_file() {
     assert_eq!(tar_files(&std::fs::read(&p).unwrap())["a"], b"a");
     env.assert_nothing_outside_root(&["precious.tar", "rootfs.tar"], "nomarker");
 }
+
+// ---------------------------------------------------------------- recovery
+
+#[test]
+fn the_next_command_clears_what_a_killed_one_left() {
+    use thinsnap::snapshot::Snapshotter;
+    let env = Env::new();
+    env.import(&[("keep", b"k")], Some("keep:1"));
+    let before = env.state();
+    // A load killed while it reads the archive from stdin.
+    let (a, b) = two_sharing();
+    let archive = docker_archive(&[a, b]);
+    let mut child = env
+        .cmd(&["load"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut w = child.stdin.take().unwrap();
+        w.write_all(&archive[..archive.len() / 2]).unwrap();
+        w.flush().unwrap();
+        let staged = env.root.join("engine/tmp");
+        let t = std::time::Instant::now();
+        while files_under(&staged).is_empty() {
+            assert!(t.elapsed().as_secs() < 20, "load never staged anything");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert!(!files_under(&env.root.join("engine/tmp")).is_empty());
+    // Leftovers of a command killed later on: a blob no record names, a
+    // temp blob, a work snapshot and a layer snapshot the store lacks.
+    let stray = b"stray blob";
+    std::fs::write(
+        env.root.join("engine/blobs/sha256").join(sha256_hex(stray)),
+        stray,
+    )
+    .unwrap();
+    std::fs::write(env.root.join("engine/blobs/tmp/.tmpXYZ"), b"half").unwrap();
+    {
+        let mut s =
+            thinsnap::snapshot::vfs::VfsSnapshotter::open(&env.root.join("snapshots/vfs")).unwrap();
+        s.prepare("work-0123", None).unwrap();
+        s.prepare("k", None).unwrap();
+        s.commit(&format!("layer-{}", "ab".repeat(32)), "k")
+            .unwrap();
+    }
+    // Any command clears them.
+    env.run(&["images"]).ok();
+    assert_eq!(env.state(), before);
+    assert_eq!(env.tags(), ["keep:1"]);
+}
+
+#[test]
+fn missing_arguments_are_usage_errors() {
+    let env = Env::new();
+    for args in [
+        vec!["tag", "x:1"],
+        vec!["tag"],
+        vec!["rmi"],
+        vec!["history"],
+        vec!["inspect"],
+        vec!["save"],
+        vec!["import"],
+        vec!["export"],
+        vec!["images", "--filter"],
+        vec!["images", "a", "b"],
+        vec!["load", "--bogus"],
+    ] {
+        let r = env.run(&args);
+        assert_eq!(r.code, USAGE, "{args:?}: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "{args:?}");
+    }
+    for cmd in [
+        "images", "tag", "rmi", "history", "inspect", "save", "load", "import", "export",
+    ] {
+        let r = env.run(&[cmd, "--help"]).ok();
+        assert!(r.stdout.contains("Usage:"), "{cmd}: {}", r.stdout);
+    }
+}
