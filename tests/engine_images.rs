@@ -479,3 +479,34 @@ fn tag_unknown_ambiguous_and_bad_names() {
     want.sort();
     assert_eq!(env.tags(), want, "nothing was tagged");
 }
+
+#[ignore = "bug: a name that is both a tag and an id prefix resolves to the id (Docker, and issue 3's 'a short id prefix also resolves', look the tag up first): `inspect 7` picks image 7… over 7:latest"]
+#[test]
+fn a_tag_wins_over_an_id_prefix() {
+    let env = Env::new();
+    let l = layer("d", "f", b"x");
+    let (mut x, mut y);
+    let mut n = 0;
+    loop {
+        let mk = |k: usize| Img {
+            config: config(
+                std::slice::from_ref(&l),
+                T0,
+                json!({"config": {"Labels": {"n": k.to_string()}}}),
+            ),
+            layers: vec![l.clone()],
+            tags: vec![],
+        };
+        (x, y) = (mk(n), mk(n + 1));
+        if x.id()[7..8] != y.id()[7..8] {
+            break;
+        }
+        n += 2;
+    }
+    env.load(&docker_archive(&[x.clone(), y.clone()]));
+    // A repository named like the first hex digit of x's id, on y.
+    let name = &x.id()[7..8];
+    env.run(&["tag", &y.id(), name]).ok();
+    assert_eq!(env.inspect(&format!("{name}:latest"))["Id"], y.id());
+    assert_eq!(env.inspect(name)["Id"], y.id());
+}
