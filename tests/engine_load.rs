@@ -592,3 +592,43 @@ fn save_names_each_reference_once() {
     let idx: Value = serde_json::from_slice(&f["index.json"]).unwrap();
     assert_eq!(idx["manifests"].as_array().unwrap().len(), 2);
 }
+
+#[ignore = "bug: a layer already stored from one blob (gzip) is not linked to another blob of the same content (zstd): the second image's manifest is kept but names a blob the store drops"]
+#[test]
+fn every_blob_a_kept_manifest_names_is_kept() {
+    let env = Env::new();
+    let l = layer("same", "f", b"same content");
+    let cfg = |who: &str| config(std::slice::from_ref(&l), T0, json!({"author": who}));
+    let a = Img {
+        config: cfg("a"),
+        layers: vec![gzip(&l)],
+        tags: vec!["blobs/a:1".into()],
+    };
+    let b = Img {
+        config: cfg("b"),
+        layers: vec![zstd(&l)],
+        tags: vec!["blobs/b:1".into()],
+    };
+    env.load(&oci_archive(
+        std::slice::from_ref(&a),
+        "io.containerd.image.name",
+    ));
+    env.load(&oci_archive(
+        std::slice::from_ref(&b),
+        "io.containerd.image.name",
+    ));
+    // (Any later command drops blobs no record names.)
+    env.run(&["images"]).ok();
+    let blobs = env.blobs();
+    for img in [&a, &b] {
+        assert!(blobs.contains(&sha256_hex(&manifest(img))), "manifest kept");
+        for layer in &img.layers {
+            assert!(
+                blobs.contains(&sha256_hex(layer)),
+                "{}: layer blob {} is gone",
+                img.tags[0],
+                digest(layer)
+            );
+        }
+    }
+}
