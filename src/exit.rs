@@ -24,52 +24,19 @@ pub const NEEDS_ATTENTION: i32 = 6;
 pub fn code(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<P>() {
-            return match e {
-                P::NoPool { .. } | P::DeviceNotFound { .. } => NOT_FOUND,
-                P::PoolExists { .. }
-                | P::DeviceExists { .. }
-                | P::DevicesExist { .. }
-                | P::Busy { .. }
-                | P::MetadataNotBlank { .. } => CONFLICT,
-                P::LowSpace { .. } | P::PoolUnhealthy { .. } => POOL_SPACE,
-                P::InvalidSize { .. }
-                | P::InvalidName { .. }
-                | P::InvalidConfig { .. }
-                | P::ThinIdOutOfRange { .. } => USAGE,
-                P::IdentityMismatch { .. } | P::Unreconciled { .. } | P::StoreCorrupt { .. } => {
-                    NEEDS_ATTENTION
-                }
-                P::NoDeviceMapper { .. } => UNSUPPORTED,
-                _ => FAILURE,
-            };
+            return pool_code(e);
         }
-        if let Some(e) = cause.downcast_ref::<crate::engine::EngineError>() {
-            use crate::engine::EngineError as E;
-            match e {
-                E::ImageNotFound { .. } | E::ContainerNotFound { .. } => return NOT_FOUND,
-                E::Conflict { .. } | E::DriverMismatch { .. } => return CONFLICT,
-                E::AmbiguousId { .. }
-                | E::Reference(_)
-                | E::Digest(_)
-                | E::InvalidChange { .. }
-                | E::InvalidArchive { .. }
-                | E::DigestMismatch { .. }
-                | E::DiffIdMismatch { .. }
-                | E::TooLarge { .. }
-                | E::Json { .. }
-                | E::Layer { .. } => return USAGE,
-                // Pool and snapshot errors are matched further down the chain.
-                _ => {}
-            }
+        if let Some(c) = cause
+            .downcast_ref::<crate::engine::EngineError>()
+            .and_then(engine_code)
+        {
+            return c;
         }
-        if let Some(e) = cause.downcast_ref::<crate::snapshot::SnapshotError>() {
-            use crate::snapshot::SnapshotError as S;
-            match e {
-                S::NotFound { .. } => return NOT_FOUND,
-                S::Exists { .. } | S::Precondition { .. } => return CONFLICT,
-                S::InvalidKey { .. } => return USAGE,
-                _ => {}
-            }
+        if let Some(c) = cause
+            .downcast_ref::<crate::snapshot::SnapshotError>()
+            .and_then(snapshot_code)
+        {
+            return c;
         }
         if cause.downcast_ref::<crate::Problems>().is_some() {
             return NEEDS_ATTENTION;
@@ -79,6 +46,61 @@ pub fn code(err: &anyhow::Error) -> i32 {
         }
     }
     FAILURE
+}
+
+fn pool_code(e: &P) -> i32 {
+    match e {
+        P::NoPool { .. } | P::DeviceNotFound { .. } => NOT_FOUND,
+        P::PoolExists { .. }
+        | P::DeviceExists { .. }
+        | P::DevicesExist { .. }
+        | P::Busy { .. }
+        | P::MetadataNotBlank { .. } => CONFLICT,
+        P::LowSpace { .. } | P::PoolUnhealthy { .. } => POOL_SPACE,
+        P::InvalidSize { .. }
+        | P::InvalidName { .. }
+        | P::InvalidConfig { .. }
+        | P::ThinIdOutOfRange { .. } => USAGE,
+        P::IdentityMismatch { .. } | P::Unreconciled { .. } | P::StoreCorrupt { .. } => {
+            NEEDS_ATTENTION
+        }
+        P::NoDeviceMapper { .. } => UNSUPPORTED,
+        _ => FAILURE,
+    }
+}
+
+/// Engine errors; pool and snapshot errors inside are transparent, so
+/// they are looked into here rather than found further down the chain.
+fn engine_code(e: &crate::engine::EngineError) -> Option<i32> {
+    use crate::engine::EngineError as E;
+    Some(match e {
+        E::Pool(p) => pool_code(p),
+        E::Snapshot(s) => return snapshot_code(s),
+        E::ImageNotFound { .. } | E::ContainerNotFound { .. } => NOT_FOUND,
+        E::Conflict { .. } | E::DriverMismatch { .. } => CONFLICT,
+        E::AmbiguousId { .. }
+        | E::Reference(_)
+        | E::Digest(_)
+        | E::InvalidChange { .. }
+        | E::InvalidArchive { .. }
+        | E::DigestMismatch { .. }
+        | E::DiffIdMismatch { .. }
+        | E::TooLarge { .. }
+        | E::Json { .. }
+        | E::Layer { .. } => USAGE,
+        _ => return None,
+    })
+}
+
+fn snapshot_code(e: &crate::snapshot::SnapshotError) -> Option<i32> {
+    use crate::snapshot::SnapshotError as S;
+    Some(match e {
+        S::Pool(p) => pool_code(p),
+        S::NotFound { .. } => NOT_FOUND,
+        S::Exists { .. } | S::Precondition { .. } => CONFLICT,
+        S::InvalidKey { .. } => USAGE,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

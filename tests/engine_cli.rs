@@ -271,7 +271,6 @@ fn devmapper_without_a_pool_says_how_to_make_one() {
     assert_eq!(r.code, USAGE);
 }
 
-#[ignore = "bug: `--driver devmapper` without a pool exits 1, not 3 (EngineError::Pool is transparent, so exit::code never sees thinpool::Error::NoPool)"]
 #[test]
 fn devmapper_without_a_pool_is_not_found() {
     let env = Env::new();

@@ -480,7 +480,6 @@ fn tag_unknown_ambiguous_and_bad_names() {
     assert_eq!(env.tags(), want, "nothing was tagged");
 }
 
-#[ignore = "bug: a name that is both a tag and an id prefix resolves to the id (Docker, and issue 3's 'a short id prefix also resolves', look the tag up first): `inspect 7` picks image 7… over 7:latest"]
 #[test]
 fn a_tag_wins_over_an_id_prefix() {
     let env = Env::new();

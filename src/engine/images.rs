@@ -221,15 +221,16 @@ impl Engine {
     pub fn rmi(&mut self, name: &str, force: bool) -> Result<Vec<String>> {
         let id = self.resolve(name)?;
         // Named by id (or id prefix) rather than by reference: resolve()
-        // tries ids first, so do the same here.
-        let by_id = super::reference::is_short_id_candidate(name) && {
-            let prefix = name.strip_prefix("sha256:").unwrap_or(name);
-            self.store
-                .state
-                .images
-                .keys()
-                .any(|d| d.hex().starts_with(prefix))
-        };
+        // tries tags first, then ids, so do the same here.
+        let by_id =
+            self.tagged(name).is_none() && super::reference::is_short_id_candidate(name) && {
+                let prefix = name.strip_prefix("sha256:").unwrap_or(name);
+                self.store
+                    .state
+                    .images
+                    .keys()
+                    .any(|d| d.hex().starts_with(prefix))
+            };
         let mut lines = Vec::new();
         if !by_id {
             let r = Reference::parse(name).map_err(|e| EngineError::Reference(e.to_string()))?;

@@ -53,21 +53,22 @@ impl Engine {
     /// # Errors
     /// [`EngineError::DriverMismatch`] when the root belongs to another
     /// driver; the driver's own errors (no pool yet, ...).
-    pub fn open(root: &Path, driver: &str) -> Result<Engine> {
+    pub fn open(root: &Path, driver: &driver::Driver) -> Result<Engine> {
+        let name = driver.name.as_str();
         let dir = root.join("engine");
         let mut store = EngineStore::open(&dir)?;
         if let Some(have) = &store.state.driver {
-            if have != driver {
+            if have != name {
                 return Err(EngineError::DriverMismatch {
                     root: root.to_path_buf(),
                     have: have.clone(),
-                    want: driver.to_string(),
+                    want: name.to_string(),
                 });
             }
         }
         let snap = driver::open(root, driver)?;
         if store.state.driver.is_none() {
-            store.state.driver = Some(driver.to_string());
+            store.state.driver = Some(name.to_string());
             store.save()?;
         }
         let blobs = BlobStore::open(&dir.join("blobs"))?;
@@ -124,7 +125,14 @@ impl Engine {
                 Kind::Active | Kind::View => info.name.starts_with(WORK_PREFIX),
             };
             if stale {
-                self.snap.remove(&info.name)?;
+                // One stuck snapshot (a child still on it) must not lock
+                // every command out of the root: warn and go on.
+                if let Err(e) = self.snap.remove(&info.name) {
+                    eprintln!(
+                        "warning: could not remove leftover snapshot {}: {e}",
+                        info.name
+                    );
+                }
             }
         }
         self.remove_unreferenced_blobs()
@@ -162,6 +170,10 @@ impl Engine {
     /// [`EngineError::ImageNotFound`], [`EngineError::AmbiguousId`],
     /// [`EngineError::Reference`].
     pub fn resolve(&self, name: &str) -> Result<Digest> {
+        // A tag wins over an id prefix, as in Docker ("7" may be both).
+        if let Some(id) = self.tagged(name) {
+            return Ok(id);
+        }
         if reference::is_short_id_candidate(name) {
             let prefix = name.strip_prefix("sha256:").unwrap_or(name);
             let hits: Vec<&Digest> = self
@@ -199,11 +211,20 @@ impl Engine {
                     .find(|i| i.repo_digests.contains(&want))
                     .map(|i| i.id.clone())
             }
-            None => self.store.state.tags.get(&r.to_string()).cloned(),
+            None => None,
         };
         found.ok_or_else(|| EngineError::ImageNotFound {
             name: name.to_string(),
         })
+    }
+
+    /// The image a tag names, when `name` is a tag that exists.
+    pub(crate) fn tagged(&self, name: &str) -> Option<Digest> {
+        let r = reference::Reference::parse(name).ok()?;
+        if r.digest().is_some() {
+            return None;
+        }
+        self.store.state.tags.get(&r.to_string()).cloned()
     }
 
     /// Makes the layer `chain_id` from a stored blob on top of `parent`,
@@ -221,8 +242,8 @@ impl Engine {
         blob: BlobRef,
         on_mismatch: &dyn Fn(Digest) -> EngineError,
     ) -> Result<LayerRecord> {
-        if let Some(l) = self.store.state.layers.get(chain_id) {
-            return Ok(l.clone());
+        if let Some(l) = self.store.state.layers.get(chain_id).cloned() {
+            return self.link_blob(l, blob, diff_id, on_mismatch);
         }
         let parent_snap = match parent {
             Some(p) => Some(
@@ -268,6 +289,35 @@ impl Engine {
             .layers
             .insert(chain_id.clone(), rec.clone());
         Ok(rec)
+    }
+
+    /// A stored layer met again through another blob (another compression):
+    /// checks that the blob holds the same content, then keeps it with the
+    /// layer so that manifests naming it stay whole for save and push.
+    fn link_blob(
+        &mut self,
+        mut l: LayerRecord,
+        blob: BlobRef,
+        diff_id: &Digest,
+        on_mismatch: &dyn Fn(Digest) -> EngineError,
+    ) -> Result<LayerRecord> {
+        if l.blobs.iter().any(|b| b.digest == blob.digest) {
+            return Ok(l);
+        }
+        let f = std::io::BufReader::new(self.blobs.open_blob(&blob.digest)?);
+        let (got, _) = layer::diff_id_of(f).map_err(|e| EngineError::Layer {
+            layer: blob.digest.to_string(),
+            source: Box::new(e),
+        })?;
+        if got != *diff_id {
+            return Err(on_mismatch(got));
+        }
+        l.blobs.push(blob);
+        self.store
+            .state
+            .layers
+            .insert(l.chain_id.clone(), l.clone());
+        Ok(l)
     }
 
     /// Applies a stored layer blob onto an active snapshot; returns the

@@ -37,6 +37,27 @@ struct DockerEntry {
     layers: Vec<String>,
 }
 
+/// A file named by a manifest.json: `blobs/sha256/<hex>` and `<hex>.json`
+/// names promise a digest, and the content must keep that promise.
+fn staged<'a>(stage: &'a Stage, path: &str) -> Result<&'a Staged> {
+    let s = stage
+        .get(path)
+        .ok_or_else(|| EngineError::archive(format!("{path} is missing")))?;
+    let named = path
+        .strip_prefix("blobs/sha256/")
+        .or_else(|| path.strip_suffix(".json").filter(|h| h.len() == 64));
+    if let Some(d) = named.and_then(|h| Digest::from_hex(h).ok()) {
+        if s.digest != d {
+            return Err(EngineError::DigestMismatch {
+                what: path.to_string(),
+                expected: d,
+                actual: s.digest.clone(),
+            });
+        }
+    }
+    Ok(s)
+}
+
 fn parse_ref(s: &str) -> Result<Reference> {
     Reference::parse(s)
         .map_err(|e| EngineError::archive(format!("bad image name {s:?} in the archive: {e}")))
@@ -65,23 +86,11 @@ fn docker_candidates(stage: &Stage) -> Result<Vec<Candidate>> {
     entries
         .into_iter()
         .map(|e| {
-            let config = stage
-                .get(&e.config)
-                .ok_or_else(|| EngineError::archive(format!("config {} is missing", e.config)))?
-                .clone();
+            let config = staged(stage, &e.config)?.clone();
             let layers = e
                 .layers
                 .iter()
-                .map(|l| {
-                    stage
-                        .get(l)
-                        .cloned()
-                        .map(|s| {
-                            let mt = sniff(&s);
-                            (s, mt)
-                        })
-                        .ok_or_else(|| EngineError::archive(format!("layer {l} is missing")))
-                })
+                .map(|l| staged(stage, l).map(|s| (s.clone(), sniff(s))))
                 .collect::<Result<Vec<_>>>()?;
             let names = e
                 .repo_tags
@@ -244,11 +253,18 @@ impl Engine {
     }
 
     fn store_candidate(&mut self, c: Candidate) -> Result<Loaded> {
-        let bytes = crate::engine::blobs::read_limited(
-            std::fs::File::open(&c.config.file).map_err(EngineError::io("open", &c.config.file))?,
-            crate::engine::blobs::MAX_JSON,
-            "image config",
-        )?;
+        // An image listed twice: the first listing moved the staged file in.
+        let bytes = if c.config.file.exists() {
+            crate::engine::blobs::read_limited(
+                std::fs::File::open(&c.config.file)
+                    .map_err(EngineError::io("open", &c.config.file))?,
+                crate::engine::blobs::MAX_JSON,
+                "image config",
+            )?
+        } else {
+            self.blobs
+                .read(&c.config.digest, crate::engine::blobs::MAX_JSON)?
+        };
         let cfg = ImageConfig::parse(&bytes)?;
         let id = c.config.digest.clone();
         if cfg.rootfs.diff_ids.len() != c.layers.len() {

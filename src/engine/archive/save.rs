@@ -54,7 +54,11 @@ impl Engine {
         let mut items: Vec<Item> = Vec::new();
         let mut add = |id: Digest, r: Option<Reference>| match items.iter_mut().find(|i| i.id == id)
         {
-            Some(i) => i.refs.extend(r),
+            Some(i) => {
+                if let Some(r) = r.filter(|r| !i.refs.contains(r)) {
+                    i.refs.push(r);
+                }
+            }
             None => items.push(Item {
                 id,
                 refs: r.into_iter().collect(),
