@@ -18,6 +18,26 @@ pub struct Config {
     /// `[pool]` defaults for `pool create`.
     #[serde(default)]
     pub pool: PoolConfig,
+    /// `[devmapper]` settings of the devmapper storage driver.
+    #[serde(default)]
+    pub devmapper: DevmapperConfig,
+}
+
+/// `[devmapper]` section: the base device that every image's first layer
+/// is a snapshot of. Read when the base is made; an existing base wins.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevmapperConfig {
+    /// Base device size, the largest a container's filesystem starts (default 10G).
+    pub base_size: Option<String>,
+    /// `ext4` (default) or `xfs`.
+    pub fs: Option<String>,
+    /// Extra mkfs arguments.
+    #[serde(default)]
+    pub mkfs_options: Vec<String>,
+    /// Extra mount options.
+    #[serde(default)]
+    pub mount_options: Vec<String>,
 }
 
 /// `[pool]` section. Sizes are human sizes (`100G`).

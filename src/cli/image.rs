@@ -19,7 +19,7 @@ use crate::engine::{human, Engine};
 /// # Errors
 /// The engine's open errors, with a hint when no pool exists.
 pub fn open_engine(ctx: &Ctx) -> anyhow::Result<Engine> {
-    Engine::open(&ctx.root, &ctx.driver).with_context(|| format!("failed to open the image store under {} (driver {}; `thinsnap pool create` makes a pool, or use --driver vfs)", ctx.root.display(), ctx.driver))
+    Engine::open(&ctx.root, &super::driver(ctx)?).with_context(|| format!("failed to open the image store under {} (driver {}; `thinsnap pool create` makes a pool, or use --driver vfs)", ctx.root.display(), ctx.driver))
 }
 
 /// `images`.

@@ -2,6 +2,7 @@
 //! module with its clap arguments and a `run` function; `anyhow` context is
 //! added here, at the edge, and nowhere deeper.
 
+pub mod debug;
 pub mod image;
 pub mod output;
 pub mod pool;
@@ -48,6 +49,9 @@ pub enum Command {
     /// Snapshots, directly (containerd's snapshotter interface).
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// Test helpers.
+    #[command(subcommand, hide = true)]
+    Debug(debug::DebugCommand),
     /// List images.
     Images(image::ImagesArgs),
     /// Give an image another name.
@@ -146,6 +150,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pool(cmd) => pool::run(cmd, &ctx),
         Command::Volume(cmd) => volume::run(cmd, &ctx),
         Command::Snapshot(cmd) => snapshot::run(cmd, &ctx),
+        Command::Debug(cmd) => debug::run(cmd, &ctx),
         Command::Images(a) => image::images(a, &ctx),
         Command::Tag { source, target } => image::tag(&source, &target, &ctx),
         Command::Rmi { force, images } => image::rmi(&images, force, &ctx),
@@ -160,6 +165,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(a) => image::import(a, &ctx),
         Command::Export { output, container } => image::export(&container, output, &ctx),
     }
+}
+
+/// The storage driver with its settings from the config file.
+///
+/// # Errors
+/// Invalid sizes or filesystem names in `[devmapper]`.
+pub fn driver(ctx: &Ctx) -> anyhow::Result<crate::engine::driver::Driver> {
+    let mut d = crate::engine::driver::Driver::named(&ctx.driver);
+    let c = &ctx.config.devmapper;
+    if let Some(s) = &c.base_size {
+        d.devmapper.base_size = thinpool::parse_size(s)?;
+    }
+    if let Some(f) = &c.fs {
+        d.devmapper.fs = thinpool::fs::FsKind::parse(f)?;
+    }
+    d.devmapper.mkfs_options = c.mkfs_options.clone();
+    d.devmapper.mount_options = c.mount_options.clone();
+    Ok(d)
 }
 
 /// Opens the pool under the root with the real kernel.

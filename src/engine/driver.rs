@@ -4,7 +4,27 @@
 use std::path::Path;
 
 use super::{EngineError, Result};
+use crate::snapshot::devmapper::{DevmapperSnapshotter, DmSettings};
 use crate::snapshot::{SnapshotError, Snapshotter};
+
+/// A driver with its settings.
+#[derive(Clone, Debug)]
+pub struct Driver {
+    /// `devmapper` or `vfs`.
+    pub name: String,
+    /// Settings of the devmapper driver.
+    pub devmapper: DmSettings,
+}
+
+impl Driver {
+    /// A driver by name with default settings.
+    pub fn named(name: &str) -> Driver {
+        Driver {
+            name: name.to_string(),
+            devmapper: DmSettings::default(),
+        }
+    }
+}
 
 /// The drivers there are.
 pub const DRIVERS: [&str; 2] = ["devmapper", "vfs"];
@@ -16,12 +36,12 @@ pub const DEFAULT: &str = "devmapper";
 ///
 /// # Errors
 /// An unknown driver, or the driver's own failure to open.
-pub fn open(root: &Path, name: &str) -> Result<Box<dyn Snapshotter>> {
-    match name {
+pub fn open(root: &Path, driver: &Driver) -> Result<Box<dyn Snapshotter>> {
+    match driver.name.as_str() {
         "vfs" => Ok(Box::new(crate::snapshot::vfs::VfsSnapshotter::open(
             &root.join("snapshots").join("vfs"),
         )?)),
-        "devmapper" => open_devmapper(root),
+        "devmapper" => open_devmapper(root, &driver.devmapper),
         other => Err(EngineError::Snapshot(SnapshotError::InvalidKey {
             key: other.to_string(),
             reason: "unknown storage driver: use devmapper or vfs",
@@ -29,14 +49,14 @@ pub fn open(root: &Path, name: &str) -> Result<Box<dyn Snapshotter>> {
     }
 }
 
-fn open_devmapper(root: &Path) -> Result<Box<dyn Snapshotter>> {
+fn open_devmapper(root: &Path, settings: &DmSettings) -> Result<Box<dyn Snapshotter>> {
     if !thinpool::pool::pool_dir(root).join("store").exists() {
         return Err(EngineError::Pool(Box::new(thinpool::Error::NoPool {
             root: root.to_path_buf(),
         })));
     }
-    Err(EngineError::Snapshot(SnapshotError::Precondition {
-        key: "devmapper".into(),
-        reason: "image layers on the thin pool are not available in this build yet; use --driver vfs for images".into(),
-    }))
+    Ok(Box::new(DevmapperSnapshotter::open(
+        root,
+        settings.clone(),
+    )?))
 }

@@ -4,6 +4,7 @@
 //! directories, a full copy per snapshot) and, later, `devmapper`.
 
 pub mod conformance;
+pub mod devmapper;
 pub mod vfs;
 
 use std::path::PathBuf;

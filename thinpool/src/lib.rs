@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod fault;
+pub mod fs;
 pub mod kernel;
 pub mod pool;
 pub mod sparse;

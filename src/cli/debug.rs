@@ -1,0 +1,104 @@
+//! Hidden `thinsnap debug ...` commands for the test suites: running the
+//! shared snapshotter conformance suite against the devmapper driver on a
+//! real kernel (the VM suite calls it), each case on a fresh pool.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use thinpool::fs::FsKind;
+use thinpool::{Bytes, CreateOptions, Pool, RealKernel};
+
+use super::Ctx;
+use crate::snapshot::conformance;
+use crate::snapshot::devmapper::{DevmapperSnapshotter, DmSettings};
+use crate::snapshot::Snapshotter;
+
+/// Debug commands.
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Run the snapshotter conformance suite on the devmapper driver.
+    Conformance {
+        /// Filesystem of the base device.
+        #[arg(long, default_value = "ext4")]
+        fs: String,
+        /// Only these cases (default: all).
+        #[arg(long = "case")]
+        cases: Vec<String>,
+    },
+}
+
+/// Runs a debug command.
+///
+/// # Errors
+/// Setup failures; a failing case panics with its message (and exits 101).
+pub fn run(cmd: DebugCommand, ctx: &Ctx) -> anyhow::Result<()> {
+    match cmd {
+        DebugCommand::Conformance { fs, cases } => {
+            let fs = FsKind::parse(&fs)?;
+            let mut n = 0u32;
+            let mut prev: Option<PathBuf> = None;
+            let base = ctx.root.clone();
+            std::fs::create_dir_all(&base)
+                .with_context(|| format!("failed to create {}", base.display()))?;
+            let mut make = || -> Box<dyn Snapshotter> {
+                if let Some(p) = prev.take() {
+                    cleanup(&p);
+                }
+                n += 1;
+                let root: PathBuf = base.join(format!("case-{n}"));
+                let opts = CreateOptions {
+                    data_size: Bytes(8 << 30),
+                    metadata_size: Bytes(128 << 20),
+                    ..CreateOptions::default()
+                };
+                // The pool's lock is per open file: the created pool must be
+                // closed before the snapshotter opens it again.
+                if let Err(e) = Pool::create(&root, Box::new(RealKernel::new()), &opts).map(drop) {
+                    panic!("cannot create a pool for case {n}: {e}");
+                }
+                prev = Some(root.clone());
+                let settings = DmSettings {
+                    base_size: Bytes(512 << 20),
+                    fs,
+                    ..DmSettings::default()
+                };
+                match DevmapperSnapshotter::open(&root, settings) {
+                    Ok(s) => Box::new(s),
+                    Err(e) => panic!("cannot open the devmapper snapshotter for case {n}: {e}"),
+                }
+            };
+            let names: Vec<&str> = if cases.is_empty() {
+                conformance::cases().iter().map(|c| c.name).collect()
+            } else {
+                cases.iter().map(String::as_str).collect()
+            };
+            conformance::run_cases(&names, &mut make);
+            cleanup(&base.join(format!("case-{}", names.len())));
+            println!(
+                "conformance: {} case(s) passed on devmapper ({})",
+                names.len(),
+                fs.name()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Unmounts everything a case left under `root` and destroys its pool.
+fn cleanup(root: &std::path::Path) {
+    let mnt = root.join("mnt");
+    if let Ok(entries) = std::fs::read_dir(&mnt) {
+        for e in entries.flatten() {
+            let _ = thinpool::fs::unmount(&e.path());
+        }
+    }
+    let _ = thinpool::fs::unmount(&mnt);
+    match Pool::open(root, Box::new(RealKernel::new())).and_then(|p| p.destroy(true)) {
+        Ok(()) => {}
+        Err(e) => eprintln!(
+            "warning: could not destroy the pool of {}: {e}",
+            root.display()
+        ),
+    }
+}
