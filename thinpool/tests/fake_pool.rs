@@ -446,3 +446,36 @@ fn unpublished_staging_devices_are_removed_by_recovery() {
     drop(pool);
     assert_consistent(d.path(), &k);
 }
+
+#[test]
+fn an_unhealthy_pool_refuses_changes_and_says_what_to_run() {
+    let d = tempfile::tempdir().unwrap();
+    let k = FakeKernel::new();
+    let mut pool = Pool::create(d.path(), Box::new(k.clone()), &opts()).unwrap();
+    for (health, shown) in [
+        ("needs_check", "needs_check"),
+        ("ro", "read-only"),
+        ("fail", "failed"),
+    ] {
+        k.set_health(&meta_file(d.path()), Some(health));
+        let err = pool.create_thin("x", "volume", Bytes(1 << 20)).unwrap_err();
+        assert!(
+            matches!(err, Error::PoolUnhealthy { .. }),
+            "{health}: {err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains(shown) && msg.contains("thinsnap pool check"),
+            "{health}: {msg}"
+        );
+        assert!(
+            pool.store().by_name("x").is_none(),
+            "{health}: a refused create leaves no record"
+        );
+    }
+    k.set_health(&meta_file(d.path()), None);
+    pool.create_thin("x", "volume", Bytes(1 << 20)).unwrap();
+    k.set_health(&meta_file(d.path()), Some("needs_check"));
+    let st = pool.status().unwrap();
+    assert!(st.needs_check, "status reports needs_check");
+}

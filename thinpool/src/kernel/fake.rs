@@ -26,6 +26,8 @@ pub struct FakePoolMeta {
     pub extra_used: u64,
     /// First bytes written to each thin device.
     pub heads: BTreeMap<u32, Vec<u8>>,
+    /// Health the kernel reports: `None`, `Some("ro")`, `Some("needs_check")`, `Some("fail")`.
+    pub health: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -166,6 +168,13 @@ impl FakeKernel {
             if let Some(mapped) = m.thins.get_mut(&id) {
                 *mapped += blocks;
             }
+        }
+    }
+
+    /// Sets the health the pool at `meta` reports (see [`FakePoolMeta::health`]).
+    pub fn set_health(&self, meta: &Path, health: Option<&str>) {
+        if let Some(m) = self.state().metas.get_mut(meta) {
+            m.health = health.map(str::to_string);
         }
     }
 
@@ -463,13 +472,21 @@ impl Kernel for FakeKernel {
                 .unwrap_or(0);
             let used: u64 = m.thins.values().sum::<u64>() + m.extra_used;
             let meta_used = 20 + m.thins.len() as u64;
-            let mode = if used >= data_total {
-                "out_of_data_space"
+            if m.health.as_deref() == Some("fail") {
+                return Ok("Fail".into());
+            }
+            let mode = match m.health.as_deref() {
+                Some("ro") => "ro",
+                _ if used >= data_total => "out_of_data_space",
+                _ => "rw",
+            };
+            let check = if m.health.as_deref() == Some("needs_check") {
+                "needs_check"
             } else {
-                "rw"
+                "-"
             };
             return Ok(format!(
-                "{} {meta_used}/{meta_total} {}/{data_total} - {mode} discard_passdown error_if_no_space - 0",
+                "{} {meta_used}/{meta_total} {}/{data_total} - {mode} discard_passdown error_if_no_space {check} 0",
                 m.txid,
                 used.min(data_total)
             ));
