@@ -21,7 +21,7 @@ use thinpool::store::atomic::atomic_write;
 use thinpool::{Bytes, Pool};
 
 use super::vfs::validate_key;
-use super::{Info, Kind, Mount, Result, SnapshotError, Snapshotter, Usage};
+use super::{DeviceInfo, Info, Kind, Mount, Result, SnapshotError, Snapshotter, Usage};
 
 /// Owner recorded on the pool devices of snapshots.
 pub const OWNER: &str = "snapshot";
@@ -523,5 +523,19 @@ impl Snapshotter for DevmapperSnapshotter {
             self.pool.deactivate_thin(&r.device)?;
         }
         Ok(())
+    }
+
+    fn device(&mut self, key: &str) -> Result<Option<PathBuf>> {
+        DevmapperSnapshotter::device(self, key).map(Some)
+    }
+
+    fn device_info(&self, key: &str) -> Result<Option<DeviceInfo>> {
+        let d = self.pool.device(&self.device_name(key)?)?;
+        Ok(Some(DeviceInfo {
+            id: d.id.get(),
+            name: d.name,
+            size: d.size.bytes().0,
+            path: thinpool::kernel::mapper_path(&self.pool.thin_dm_name(d.id)),
+        }))
     }
 }

@@ -57,6 +57,19 @@ pub struct Usage {
     pub inodes: u64,
 }
 
+/// A snapshot's block device (devmapper driver), as `inspect` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// The pool's thin id.
+    pub id: u32,
+    /// The device's name in the pool.
+    pub name: String,
+    /// Virtual size in bytes.
+    pub size: u64,
+    /// The device-mapper node (present while the device is active).
+    pub path: PathBuf,
+}
+
 /// Errors of snapshotters.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -140,4 +153,13 @@ pub trait Snapshotter {
     fn path(&mut self, key: &str) -> Result<PathBuf>;
     /// Undoes [`Snapshotter::path`] when the driver had to mount.
     fn release(&mut self, key: &str) -> Result<()>;
+    /// The snapshot's block device, activated, when the driver has one
+    /// (devmapper); `None` for drivers without block devices (vfs).
+    fn device(&mut self, _key: &str) -> Result<Option<PathBuf>> {
+        Ok(None)
+    }
+    /// The snapshot's block device record, when the driver has one.
+    fn device_info(&self, _key: &str) -> Result<Option<DeviceInfo>> {
+        Ok(None)
+    }
 }
