@@ -87,7 +87,9 @@ fn engine_code(e: &crate::engine::EngineError) -> Option<i32> {
         | E::DiffIdMismatch { .. }
         | E::TooLarge { .. }
         | E::Json { .. }
-        | E::Layer { .. } => USAGE,
+        | E::Layer { .. }
+        | E::InvalidArgument(_) => USAGE,
+        E::Unsupported(_) => UNSUPPORTED,
         _ => return None,
     })
 }

@@ -137,6 +137,12 @@ pub enum EngineError {
         /// Driver asked for.
         want: String,
     },
+    /// What this driver or this version cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A bad argument (a container name, a size).
+    #[error("{0}")]
+    InvalidArgument(String),
     /// No such container or snapshot.
     #[error("no such container: {name}")]
     ContainerNotFound {

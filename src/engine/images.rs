@@ -256,7 +256,7 @@ impl Engine {
                 self.store.save()?;
                 return Ok(lines);
             }
-            let users = self.snapshot_users(&id)?;
+            let users = self.users(&id)?;
             if !users.is_empty() {
                 if !force {
                     self.store.state = before;
@@ -305,7 +305,7 @@ impl Engine {
             self.store.save()?;
             return Ok(lines);
         }
-        let users = self.snapshot_users(&id)?;
+        let users = self.users(&id)?;
         if !users.is_empty() && !force {
             return Err(in_use(&short, &users));
         }
@@ -325,6 +325,30 @@ impl Engine {
         self.store.save()?;
         lines.extend(self.delete_image(&id)?);
         Ok(lines)
+    }
+
+    /// Containers of image `id`, then other snapshots made on layers that
+    /// deleting it would free: while there are any, it cannot be deleted.
+    fn users(&self, id: &Digest) -> Result<Vec<String>> {
+        let st = &self.store.state;
+        let label =
+            |c: &super::store::ContainerRecord| format!("container {} ({})", c.name, &c.id[..12]);
+        let mut out: Vec<String> = st
+            .containers
+            .values()
+            .filter(|c| c.image == *id)
+            .map(label)
+            .collect();
+        for s in self.snapshot_users(id)? {
+            let l = match st.containers.values().find(|c| c.snapshot == s) {
+                Some(c) => label(c),
+                None => format!("snapshot {s}"),
+            };
+            if !out.contains(&l) {
+                out.push(l);
+            }
+        }
+        Ok(out)
     }
 
     /// Snapshots (containers, views) made on layers that deleting image
@@ -495,7 +519,7 @@ fn in_use(image: &str, users: &[String]) -> EngineError {
         action: "delete",
         image: image.to_string(),
         reason: format!(
-            "image is in use by snapshot {} (remove it first; -f only untags the image)",
+            "image is in use by {} (remove it first; -f only untags the image)",
             users.join(", ")
         ),
     }

@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod blobs;
 pub mod changes;
+pub mod containers;
 pub mod digest;
 pub mod driver;
 pub mod error;
@@ -38,6 +39,9 @@ pub type Result<T> = std::result::Result<T, EngineError>;
 pub const LAYER_PREFIX: &str = "layer-";
 /// Prefix of snapshots being filled; removed if found at open.
 pub const WORK_PREFIX: &str = "work-";
+/// Prefix of containers' snapshots; removed at open when no container
+/// record names them.
+pub const CONTAINER_PREFIX: &str = "container-";
 
 /// The engine over one root and one driver.
 pub struct Engine {
@@ -109,6 +113,14 @@ impl Engine {
     /// Removes snapshots and blobs no record points to: what a command
     /// killed half-way left behind (the lock guarantees none is running).
     fn reconcile(&mut self) -> Result<()> {
+        self.finish_container_removals()?;
+        let containers: std::collections::BTreeSet<String> = self
+            .store
+            .state
+            .containers
+            .values()
+            .map(|c| c.snapshot.clone())
+            .collect();
         let wanted: std::collections::BTreeSet<String> = self
             .store
             .state
@@ -122,7 +134,11 @@ impl Engine {
                 Kind::Committed => {
                     info.name.starts_with(LAYER_PREFIX) && !wanted.contains(&info.name)
                 }
-                Kind::Active | Kind::View => info.name.starts_with(WORK_PREFIX),
+                Kind::Active | Kind::View => {
+                    info.name.starts_with(WORK_PREFIX)
+                        || (info.name.starts_with(CONTAINER_PREFIX)
+                            && !containers.contains(&info.name))
+                }
             };
             if stale {
                 // One stuck snapshot (a child still on it) must not lock

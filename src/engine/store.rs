@@ -66,6 +66,33 @@ pub struct ImageRecord {
     pub last_tag_time: Option<String>,
 }
 
+/// One container: a writable snapshot of an image's top layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// Id: 64 hex digits.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The image it was created from.
+    pub image: Digest,
+    /// The image as it was named at `create`.
+    #[serde(default)]
+    pub image_name: String,
+    /// Its active snapshot's key.
+    pub snapshot: String,
+    /// When it was created, RFC 3339.
+    pub created: String,
+    /// Device size asked for with `create --size`.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Mounted by `mount` (until `unmount`).
+    #[serde(default)]
+    pub mounted: bool,
+    /// Being removed: the next open finishes the removal.
+    #[serde(default)]
+    pub removing: bool,
+}
+
 /// Everything the engine records.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EngineState {
@@ -79,6 +106,9 @@ pub struct EngineState {
     pub layers: BTreeMap<Digest, LayerRecord>,
     /// Full reference (`docker.io/library/ubuntu:latest`) → image id.
     pub tags: BTreeMap<String, Digest>,
+    /// Containers by id (absent from stores written before containers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub containers: BTreeMap<String, ContainerRecord>,
 }
 
 impl EngineState {
