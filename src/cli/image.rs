@@ -217,7 +217,11 @@ pub fn inspect(names: &[String], ctx: &Ctx) -> anyhow::Result<()> {
     let mut out = Vec::new();
     let mut first = None;
     for n in names {
-        match e.inspect(n) {
+        // Images first, then containers.
+        match e
+            .inspect(n)
+            .or_else(|err| e.inspect_container(n).map_err(|_| err))
+        {
             Ok(v) => out.push(v),
             Err(err) => {
                 eprintln!("error: no such image: {n}");
@@ -325,6 +329,14 @@ pub fn import(a: ImportArgs, ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Exports a container by name or id, else a snapshot by key.
+fn export_to(e: &mut Engine, name: &str, out: &mut dyn Write) -> crate::engine::Result<()> {
+    if e.container(name).is_ok() {
+        return e.export_container(name, out);
+    }
+    e.export_snapshot(name, out)
+}
+
 /// Runs `export`.
 ///
 /// # Errors
@@ -341,7 +353,7 @@ pub fn export(name: &str, output: Option<PathBuf>, ctx: &Ctx) -> anyhow::Result<
                     std::fs::File::create(&tmp)
                         .with_context(|| format!("failed to create {}", tmp.display()))?,
                 );
-                e.export_snapshot(name, &mut f)?;
+                export_to(&mut e, name, &mut f)?;
                 f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
                 std::fs::rename(&tmp, &p)?;
                 Ok(())
@@ -354,7 +366,7 @@ pub fn export(name: &str, output: Option<PathBuf>, ctx: &Ctx) -> anyhow::Result<
         None => {
             let stdout = std::io::stdout();
             let mut lock = std::io::BufWriter::new(stdout.lock());
-            e.export_snapshot(name, &mut lock)
+            export_to(&mut e, name, &mut lock)
                 .with_context(|| format!("failed to export {name}"))?;
             lock.flush()?;
             Ok(())

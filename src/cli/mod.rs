@@ -2,6 +2,7 @@
 //! module with its clap arguments and a `run` function; `anyhow` context is
 //! added here, at the edge, and nowhere deeper.
 
+pub mod container;
 pub mod debug;
 pub mod image;
 pub mod output;
@@ -107,6 +108,41 @@ pub enum Command {
     },
     /// Make a one-layer image from a rootfs tarball.
     Import(image::ImportArgs),
+    /// Create a container: a writable snapshot of an image; prints its id.
+    Create(container::CreateArgs),
+    /// List containers.
+    Ps(container::PsArgs),
+    /// Remove containers.
+    Rm {
+        /// Unmount a mounted container first.
+        #[arg(short, long)]
+        force: bool,
+        /// Containers (names or ids).
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Mount a container's filesystem; prints its path.
+    Mount {
+        /// Container (name or id).
+        container: String,
+    },
+    /// Unmount a container's filesystem.
+    Unmount {
+        /// Container (name or id).
+        container: String,
+    },
+    /// Print a container's block device (devmapper driver).
+    Device {
+        /// Container (name or id).
+        container: String,
+    },
+    /// Show a container's changes against its image (A/C/D lines).
+    Diff {
+        /// Container (name or id).
+        container: String,
+    },
+    /// Make a new image from a container's changes; prints its id.
+    Commit(container::CommitArgs),
     /// Write a container's filesystem as a tar.
     Export {
         /// Output file (default: stdout).
@@ -164,6 +200,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load { input, quiet } => image::load(input, quiet, &ctx),
         Command::Import(a) => image::import(a, &ctx),
         Command::Export { output, container } => image::export(&container, output, &ctx),
+        Command::Create(a) => container::create(a, &ctx),
+        Command::Ps(a) => container::ps(a, &ctx),
+        Command::Rm { force, containers } => container::rm(&containers, force, &ctx),
+        Command::Mount { container } => container::mount(&container, &ctx),
+        Command::Unmount { container } => container::unmount(&container, &ctx),
+        Command::Device { container } => container::device(&container, &ctx),
+        Command::Diff { container } => container::diff(&container, &ctx),
+        Command::Commit(a) => container::commit(a, &ctx),
     }
 }
 

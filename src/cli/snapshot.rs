@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use super::output::{print_json, print_table, table};
 use super::Ctx;
-use crate::engine::{LAYER_PREFIX, WORK_PREFIX};
+use crate::engine::{CONTAINER_PREFIX, LAYER_PREFIX, WORK_PREFIX};
 use crate::snapshot::{Kind, SnapshotError, Snapshotter, Usage};
 
 /// Snapshot commands.
@@ -141,10 +141,14 @@ pub fn run(cmd: SnapshotCommand, ctx: &Ctx) -> anyhow::Result<()> {
 /// Keys the image store uses for its own snapshots (and removes when it
 /// finds them unaccounted for) cannot be created here.
 fn not_reserved(key: &str) -> anyhow::Result<()> {
-    if key.starts_with(LAYER_PREFIX) || key.starts_with(WORK_PREFIX) {
+    if key.starts_with(LAYER_PREFIX)
+        || key.starts_with(WORK_PREFIX)
+        || key.starts_with(CONTAINER_PREFIX)
+    {
         return Err(SnapshotError::InvalidKey {
             key: key.to_string(),
-            reason: "names starting with `layer-` or `work-` belong to the image store",
+            reason:
+                "names starting with `layer-`, `work-` or `container-` belong to the image store",
         }
         .into());
     }
