@@ -432,3 +432,41 @@ fn a_store_written_before_containers_still_loads() {
     let v: Value = serde_json::from_slice(&std::fs::read(&store).unwrap()).unwrap();
     assert_eq!(v["containers"].as_object().unwrap().len(), 1);
 }
+
+/// Runs a command that must die by SIGKILL at crash point `at`.
+fn crash(env: &Env, at: &str, args: &[&str]) {
+    let mut c = env.cmd(args);
+    c.env("THINSNAP_CRASH_AT", at);
+    let r = Env::exec(&mut c, None);
+    assert_eq!(r.code, -1, "{at}: expected death by SIGKILL: {r:?}");
+}
+
+#[test]
+fn kill_9_during_create_rm_and_commit_is_recovered_by_the_next_command() {
+    let env = Env::new();
+    env.import(BASE, Some("base:1"));
+    let start = env.state();
+    crash(
+        &env,
+        "container-create-prepared",
+        &["create", "--name", "xx", "base:1"],
+    );
+    assert!(env.run(&["ps", "-q"]).ok().stdout.is_empty());
+    assert_eq!(env.state(), start, "the half-made container is gone");
+
+    create(&env, &["--name", "xx", "base:1"]);
+    crash(&env, "container-rm-marked", &["rm", "xx"]);
+    assert!(env.run(&["ps", "-q"]).ok().stdout.is_empty());
+    assert_eq!(env.state(), start, "the marked removal was finished");
+
+    create(&env, &["--name", "yy", "base:1"]);
+    change(&env, "yy");
+    let with_y = env.state();
+    crash(&env, "container-commit-unsaved", &["commit", "yy", "app:1"]);
+    assert_eq!(env.run(&["ps", "-q"]).ok().lines().len(), 1);
+    assert_eq!(env.state(), with_y, "the half-made image is gone");
+    assert!(env.tags() == ["base:1"]);
+    // And the commit works afterwards.
+    env.run(&["commit", "yy", "app:1"]).ok();
+    assert_eq!(env.tags(), ["app:1", "base:1"]);
+}

@@ -8,12 +8,15 @@
 //! record names; `rm` marks the record `removing` before the snapshot
 //! goes, and every open finishes marked removals. `commit` stores its
 //! layer and image like `import` does: a failure (or a kill) leaves only
-//! what the next open's reconciliation removes.
+//! what the next open's reconciliation removes. Crash points (for tests,
+//! `THINSNAP_CRASH_AT`): `container-create-prepared`,
+//! `container-rm-marked`, `container-commit-unsaved`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
+use thinpool::fault::crash_point;
 
 use super::blobs::MAX_JSON;
 use super::changes;
@@ -176,6 +179,7 @@ impl Engine {
         let top = self.top_snapshot(&image_id)?;
         let key = format!("{CONTAINER_PREFIX}{id}");
         self.snap.prepare(&key, top.as_deref())?;
+        crash_point("container-create-prepared");
         if let Some(want) = size {
             if let Err(e) = self.check_size(&key, want) {
                 let _ = self.snap.remove(&key);
@@ -249,6 +253,7 @@ impl Engine {
             r.removing = true;
         }
         self.store.save()?;
+        crash_point("container-rm-marked");
         match self.snap.remove(&c.snapshot) {
             Ok(()) | Err(SnapshotError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -447,6 +452,7 @@ impl Engine {
         let before = self.store.state.clone();
         match self.commit_image(&c, &img, cfg, &info, target, opts) {
             Ok(id) => {
+                crash_point("container-commit-unsaved");
                 self.store.save()?;
                 Ok(id)
             }
