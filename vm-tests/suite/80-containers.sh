@@ -2,7 +2,9 @@
 # 80-containers: containers on the devmapper driver (ext4): create (a thin
 # snapshot of the image's top layer), mount and write, diff, device and
 # inspect (DeviceId, DeviceName, DeviceSize), --size refused, commit, rm,
-# rmi, and the pool back to its base device only.
+# rmi, and the pool back to its base device only; then kill -9 during
+# create, rm and commit, each recovered by the next command with a clean
+# pool.
 # shellcheck source=common.sh
 . /suite/common.sh
 on_boot 1 || exit 0
@@ -73,4 +75,50 @@ D /old" "diff lines"
     must thinsnap --root "$D" pool destroy --force
 }
 
+# crash POINT CMD...: CMD must die by SIGKILL at POINT.
+crash() {
+    _p=$1
+    shift
+    _rc=0
+    THINSNAP_CRASH_AT=$_p "$@" >/dev/null 2>&1 || _rc=$?
+    [ "$_rc" = 137 ] || fail "expected death by SIGKILL at $_p, got exit $_rc"
+}
+
+# clean_pool WHAT N: the next command recovers; N snap- devices remain and
+# `pool check` reports a clean pool.
+clean_pool() {
+    must dm ps
+    assert_eq "$(thinsnap --root "$D" pool devices | grep -c 'snap-')" "$2" "thin devices after $1"
+    out=$(thinsnap --root "$D" pool check) || fail "pool check after $1: $out"
+    assert_contains "$out" "pool is clean"
+}
+
+t_kill_9_during_create_rm_commit() {
+    # A root of its own: `pool destroy` leaves the engine's and the
+    # snapshotter's records behind.
+    D=$T_STATE/dm2
+    must thinsnap --root "$D" pool create --data-size 4G --metadata-size 64M
+    printf '[devmapper]\nbase_size = "1G"\n' >"$D/config.toml"
+    must dm import "$T_STATE/rootfs.tar" base:1
+    crash container-create-prepared dm create --name k1 base:1
+    clean_pool create 1
+    assert_not_contains "$(dm ps)" "k1"
+    must dm create --name k2 base:1
+    crash container-rm-marked dm rm k2
+    clean_pool rm 1
+    assert_not_contains "$(dm ps)" "k2"
+    must dm create --name k3 base:1
+    mnt=$(dm mount k3) || fail "mount: $mnt"
+    echo "data" >"$mnt/data"
+    crash container-commit-unsaved dm commit k3 app:1
+    clean_pool commit 2
+    assert_not_contains "$(dm images)" "app"
+    new=$(dm commit k3 app:1) || fail "commit after the crash: $new"
+    must dm rm -f k3
+    must dm rmi app:1 base:1
+    clean_pool "rm and rmi" 0
+    must thinsnap --root "$D" pool destroy --force
+}
+
 run_test containers_on_thin_devices t_containers_on_thin_devices
+run_test kill_9_during_create_rm_commit t_kill_9_during_create_rm_commit
