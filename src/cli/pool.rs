@@ -130,12 +130,42 @@ pub fn run(cmd: PoolCommand, ctx: &Ctx) -> anyhow::Result<()> {
             let name = pool.record().dm_name.clone();
             pool.destroy(a.force)
                 .context("failed to destroy the pool")?;
+            forget_devmapper_data(&ctx.root)?;
             println!("destroyed pool {name}");
             Ok(())
         }
         PoolCommand::Check(a) => check(a, ctx),
         PoolCommand::Devices(a) => devices(a, ctx),
     }
+}
+
+/// After the pool is gone, so are the images and snapshots that lived in
+/// it: drop the devmapper snapshotter's records, its mount directory, and
+/// the image store when it belongs to the devmapper driver, so that a new
+/// pool under the same root starts clean.
+fn forget_devmapper_data(root: &std::path::Path) -> anyhow::Result<()> {
+    let mnt = root.join("mnt");
+    if mnt.exists() {
+        if let Ok(entries) = std::fs::read_dir(&mnt) {
+            for e in entries.flatten() {
+                thinpool::fs::unmount(&e.path())?;
+            }
+        }
+        thinpool::fs::unmount(&mnt)?;
+    }
+    let snaps = root.join("snapshots").join("devmapper");
+    if snaps.exists() {
+        std::fs::remove_dir_all(&snaps).with_context(|| format!("failed to remove {}", snaps.display()))?;
+    }
+    let engine = root.join("engine");
+    let store = std::fs::read(engine.join("store.json")).unwrap_or_default();
+    let devmapper = serde_json::from_slice::<serde_json::Value>(&store)
+        .ok()
+        .is_some_and(|v| v.get("driver").and_then(|d| d.as_str()) == Some("devmapper"));
+    if devmapper {
+        std::fs::remove_dir_all(&engine).with_context(|| format!("failed to remove {}", engine.display()))?;
+    }
+    Ok(())
 }
 
 fn opt_size(flag: Option<String>, config: &Option<String>) -> anyhow::Result<Option<Bytes>> {

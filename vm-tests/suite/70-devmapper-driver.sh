@@ -83,6 +83,13 @@ t_rmi_returns_the_pool_to_its_start() {
     expect_rc 4 thinsnap --driver vfs --root "$D" images
     assert_contains "$(cat "$ERR_OUT")" "devmapper driver"
     must thinsnap --root "$D" pool destroy --force
+    # A new pool under the same root starts clean: the images lived in the old one.
+    must thinsnap --root "$D" pool create --data-size 4G --metadata-size 64M
+    out=$(thinsnap --driver devmapper --root "$D" images) || fail "images on a new pool: $out"
+    assert_not_contains "$out" "demo"
+    out=$(thinsnap --driver devmapper --root "$D" load -i "$T_STATE/demo.tar") || fail "load on a new pool: $out"
+    assert_contains "$out" "Loaded image: demo:1"
+    must thinsnap --root "$D" pool destroy --force
 }
 
 run_test conformance_ext4 t_conformance_ext4
