@@ -449,19 +449,11 @@ impl Engine {
         })?;
         self.blobs.commit_temp(tmp, &info.diff_id)?;
 
-        let before = self.store.state.clone();
-        match self.commit_image(&c, &img, cfg, &info, target, opts) {
-            Ok(id) => {
-                crash_point("container-commit-unsaved");
-                self.store.save()?;
-                Ok(id)
-            }
-            Err(e) => {
-                self.store.state = before;
-                let _ = self.reconcile_after_failure();
-                Err(e)
-            }
-        }
+        self.transaction(|e| {
+            let id = e.commit_image(&c, &img, cfg, &info, target, opts)?;
+            crash_point("container-commit-unsaved");
+            Ok(id)
+        })
     }
 
     fn commit_image(

@@ -61,27 +61,12 @@ impl Engine {
             .map_err(EngineError::io("read", &opts.source))?
             .to_vec();
         let (blob, size) = self.blobs.ingest(&mut input, None, u64::MAX)?;
-        let before = self.store.state.clone();
-        match self.import_blob(
-            BlobRef {
-                digest: blob,
-                media_type: media_type(&head).to_string(),
-                size,
-            },
-            rc,
-            target,
-            opts,
-        ) {
-            Ok(id) => {
-                self.store.save()?;
-                Ok(id)
-            }
-            Err(e) => {
-                self.store.state = before;
-                let _ = self.reconcile_after_failure();
-                Err(e)
-            }
-        }
+        let blob = BlobRef {
+            digest: blob,
+            media_type: media_type(&head).to_string(),
+            size,
+        };
+        self.transaction(|e| e.import_blob(blob, rc, target, opts))
     }
 
     fn import_blob(

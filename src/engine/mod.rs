@@ -154,6 +154,25 @@ impl Engine {
         self.remove_unreferenced_blobs()
     }
 
+    /// Runs `f` as one store transaction: on success the store is saved
+    /// once; on error it is restored as it was and whatever `f` made that
+    /// the restored store does not reference (snapshots, blobs) is removed.
+    /// A crash in between leaves the same to the next open's reconcile.
+    pub(crate) fn transaction<T>(&mut self, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<T> {
+        let before = self.store.state.clone();
+        match f(self) {
+            Ok(v) => {
+                self.store.save()?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.store.state = before;
+                let _ = self.reconcile_after_failure();
+                Err(e)
+            }
+        }
+    }
+
     /// After a failed command: drops what the restored store no longer
     /// references (snapshots, blobs) and saves the store as it was.
     pub(crate) fn reconcile_after_failure(&mut self) -> Result<()> {

@@ -230,18 +230,7 @@ impl Engine {
         } else {
             return Err(EngineError::archive("it contains neither a manifest.json (docker-archive) nor an index.json (OCI layout)"));
         };
-        let before = self.store.state.clone();
-        match self.store_candidates(candidates) {
-            Ok(v) => {
-                self.store.save()?;
-                Ok(v)
-            }
-            Err(e) => {
-                self.store.state = before;
-                let _ = self.reconcile_after_failure();
-                Err(e)
-            }
-        }
+        self.transaction(|e| e.store_candidates(candidates))
     }
 
     fn store_candidates(&mut self, candidates: Vec<Candidate>) -> Result<Vec<Loaded>> {
