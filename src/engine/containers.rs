@@ -206,8 +206,8 @@ impl Engine {
         Ok(rec)
     }
 
-    /// `--size`: the pool's thin devices cannot be resized yet, so only
-    /// the size the container's device already has is accepted.
+    /// `--size`: smaller than the base is refused; larger grows the
+    /// container's device and its filesystem.
     fn check_size(&mut self, key: &str, want: u64) -> Result<()> {
         let Some(info) = self.snap.device_info(key)? else {
             return Err(EngineError::Unsupported(format!(
@@ -222,9 +222,7 @@ impl Engine {
             )));
         }
         if want > info.size {
-            return Err(EngineError::Unsupported(format!(
-                "--size {want_b}: growing a container's device beyond the base device ({base_b}) is not supported yet"
-            )));
+            self.snap.grow(key, want)?;
         }
         Ok(())
     }

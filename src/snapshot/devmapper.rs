@@ -529,6 +529,36 @@ impl Snapshotter for DevmapperSnapshotter {
         DevmapperSnapshotter::device(self, key).map(Some)
     }
 
+    fn grow(&mut self, key: &str, size: u64) -> Result<()> {
+        let r = self.rec(key)?.clone();
+        if r.kind != Kind::Active {
+            return Err(SnapshotError::Precondition {
+                key: key.to_string(),
+                reason: "only an active snapshot can grow".into(),
+            });
+        }
+        let target = self.mount_dir(&r);
+        if tfs::is_mounted(&target) {
+            return Err(SnapshotError::Precondition {
+                key: key.to_string(),
+                reason: "unmount it before growing it".into(),
+            });
+        }
+        self.pool.resize_thin(&r.device, Bytes(size))?;
+        let dev = self.pool.activate_thin(&r.device)?;
+        match self.fs() {
+            // ext4 grows offline; xfs only while mounted.
+            FsKind::Ext4 => tfs::grow(&dev, FsKind::Ext4, &target)?,
+            FsKind::Xfs => {
+                self.path(key)?;
+                let grown = tfs::grow(&dev, FsKind::Xfs, &target);
+                self.release(key)?;
+                grown?;
+            }
+        }
+        Ok(())
+    }
+
     fn device_info(&self, key: &str) -> Result<Option<DeviceInfo>> {
         let d = self.pool.device(&self.device_name(key)?)?;
         Ok(Some(DeviceInfo {

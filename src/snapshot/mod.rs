@@ -162,4 +162,12 @@ pub trait Snapshotter {
     fn device_info(&self, _key: &str) -> Result<Option<DeviceInfo>> {
         Ok(None)
     }
+    /// Grows an active snapshot's device and filesystem to `size` bytes.
+    /// Drivers without block devices refuse.
+    fn grow(&mut self, key: &str, _size: u64) -> Result<()> {
+        Err(SnapshotError::Precondition {
+            key: key.to_string(),
+            reason: format!("the {} driver has no block devices to grow", self.driver()),
+        })
+    }
 }

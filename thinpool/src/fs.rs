@@ -109,7 +109,7 @@ pub fn grow(dev: &Path, kind: FsKind, mnt: &Path) -> Result<()> {
     match kind {
         FsKind::Ext4 => {
             // resize2fs insists on a recent check when offline.
-            let _ = run("e2fsck", &["-f", "-y", "-p", &dev.to_string_lossy()]);
+            let _ = run("e2fsck", &["-f", "-y", &dev.to_string_lossy()]);
             run("resize2fs", &[&dev.to_string_lossy()])
         }
         FsKind::Xfs => run("xfs_growfs", &[&mnt.to_string_lossy()]),

@@ -479,3 +479,19 @@ fn an_unhealthy_pool_refuses_changes_and_says_what_to_run() {
     let st = pool.status().unwrap();
     assert!(st.needs_check, "status reports needs_check");
 }
+
+#[test]
+fn a_thin_device_grows_and_never_shrinks() {
+    let d = tempfile::tempdir().unwrap();
+    let k = FakeKernel::new();
+    let mut pool = Pool::create(d.path(), Box::new(k.clone()), &opts()).unwrap();
+    pool.create_thin("v", "volume", Bytes(1 << 20)).unwrap();
+    pool.activate_thin("v").unwrap();
+    pool.resize_thin("v", Bytes(4 << 20)).unwrap();
+    assert_eq!(pool.device("v").unwrap().size.bytes(), Bytes(4 << 20));
+    let err = pool.resize_thin("v", Bytes(2 << 20)).unwrap_err();
+    assert!(matches!(err, Error::InvalidSize { .. }), "{err}");
+    assert!(k.suspended().is_empty(), "resize leaves nothing suspended");
+    drop(pool);
+    assert_consistent(d.path(), &k);
+}

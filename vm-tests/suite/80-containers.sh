@@ -1,7 +1,7 @@
 #!/bin/sh
 # 80-containers: containers on the devmapper driver (ext4): create (a thin
 # snapshot of the image's top layer), mount and write, diff, device and
-# inspect (DeviceId, DeviceName, DeviceSize), --size refused, commit, rm,
+# inspect (DeviceId, DeviceName, DeviceSize), --size (smaller refused, larger grows device and ext4), commit, rm,
 # rmi, and the pool back to its base device only; then kill -9 during
 # create, rm and commit, each recovered by the next command with a clean
 # pool.
@@ -46,10 +46,16 @@ D /old" "diff lines"
 
     expect_rc 2 dm create --size 512M base:1
     assert_contains "$(cat "$ERR_OUT")" "smaller than the base device"
-    expect_rc 7 dm create --size 2G base:1
-    assert_contains "$(cat "$ERR_OUT")" "not supported yet"
     c2=$(dm create --size 1G base:1) || fail "create --size 1G: $c2"
     must dm rm "$c2"
+    # Bigger than the base: the thin device and its ext4 grow.
+    big=$(dm create --size 3G base:1) || fail "create --size 3G: $big"
+    assert_eq "$(blockdev --getsize64 "$(dm device "$big")")" 3221225472 "grown device size"
+    m=$(dm mount "$big")
+    kb=$(df -k "$m" | awk 'NR == 2 { print $2 }')
+    [ "$kb" -gt 2900000 ] || fail "filesystem not grown: ${kb} KiB"
+    assert_eq "$(cat "$m/etc/motd")" "base motd" "image content kept"
+    must dm rm -f "$big"
 
     new=$(dm commit -m "on thin" web app:1) || fail "commit: $new"
     assert_contains "$(dm history app:1)" "on thin"

@@ -452,6 +452,42 @@ impl Pool {
             .unwrap_or_default())
     }
 
+    /// Grows a device to `size` (whole sectors): the record first, then,
+    /// if it is active, a table reload (suspend, always resume). An inactive
+    /// device picks up the recorded size when next activated, so a crash in
+    /// between loses nothing.
+    ///
+    /// # Errors
+    /// [`Error::DeviceNotFound`], [`Error::InvalidSize`] for a shrink,
+    /// kernel errors.
+    pub fn resize_thin(&mut self, name: &str, size: Bytes) -> Result<()> {
+        self.activate()?;
+        let d = self.device(name)?;
+        let new = Sectors(size.0.div_ceil(512));
+        if new < d.size {
+            return Err(Error::InvalidSize {
+                input: crate::units::format_size(size),
+                reason: format!("{name} is {}; thin devices only grow", d.size.bytes()),
+            });
+        }
+        if new == d.size {
+            return Ok(());
+        }
+        if let Some(r) = self.store.data.devices.get_mut(&d.id) {
+            r.size = new;
+        }
+        self.save()?;
+        let dm = self.thin_dm_name(d.id);
+        if self.kernel.dm_info(&dm)?.is_some_and(|i| i.live_table) {
+            let table = self.thin_table(d.id, new)?;
+            self.kernel.dm_load(&dm, &table)?;
+            self.kernel.dm_suspend(&dm)?;
+            crash_point("resize-suspended");
+            self.kernel.dm_resume(&dm)?;
+        }
+        Ok(())
+    }
+
     /// Whether a device's dm device is live now.
     ///
     /// # Errors
