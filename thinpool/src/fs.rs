@@ -193,15 +193,21 @@ pub fn mount_dev(
     Ok(target.to_path_buf())
 }
 
-/// Unmounts `target` lazily (it detaches now, finishes when unused) and
-/// removes the directory, so copies in other namespaces die with it.
+/// Unmounts `target` and removes the directory. A plain unmount comes
+/// first, so the device is closed when this returns (the caller usually
+/// deactivates it next); only a busy mount is detached lazily, finishing
+/// when its last user goes, so copies in other namespaces die with it.
 ///
 /// # Errors
 /// [`Error::Io`].
 pub fn unmount(target: &Path) -> Result<()> {
     if is_mounted(target) {
-        umount2(target, MntFlags::MNT_DETACH)
-            .map_err(|e| Error::io("unmount", target)(e.into()))?;
+        match umount2(target, MntFlags::empty()) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EBUSY) => umount2(target, MntFlags::MNT_DETACH)
+                .map_err(|e| Error::io("unmount", target)(e.into()))?,
+            Err(e) => return Err(Error::io("unmount", target)(e.into())),
+        }
     }
     match std::fs::remove_dir(target) {
         Ok(()) => Ok(()),

@@ -257,7 +257,7 @@ impl Pool {
             .collect();
         if self.kernel.dm_info(&self.rec.dm_name)?.is_some() {
             for (id, name) in ids {
-                if !self.take_down(id)? {
+                if !self.take_down(id)? && !self.wait_gone(id) {
                     return Err(Error::Busy { name });
                 }
             }
@@ -266,6 +266,19 @@ impl Pool {
         self.detach_loops()?;
         self.activated = false;
         Ok(())
+    }
+
+    /// Waits up to 5 s for a deferred removal to finish (a device closed
+    /// a moment ago, e.g. by a filesystem still being torn down).
+    fn wait_gone(&self, id: ThinId) -> bool {
+        let dm = self.thin_dm_name(id);
+        for _ in 0..50 {
+            if matches!(self.kernel.dm_info(&dm), Ok(None)) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
     }
 
     fn detach_loops(&mut self) -> Result<()> {
