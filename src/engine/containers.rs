@@ -474,17 +474,32 @@ impl Engine {
                 "committed layer content changed while storing it ({actual})"
             ))
         };
-        self.create_layer(
-            parent.as_ref(),
-            &chain_id,
-            &diff_id,
-            BlobRef {
-                digest: diff_id.clone(),
-                media_type: OCI_LAYER.to_string(),
-                size: info.size,
-            },
-            &never,
-        )?;
+        let blob = BlobRef {
+            digest: diff_id.clone(),
+            media_type: OCI_LAYER.to_string(),
+            size: info.size,
+        };
+        let name = format!("{}{}", crate::engine::LAYER_PREFIX, chain_id.hex());
+        // On devmapper the new layer is a thin snapshot of the container: no
+        // data is copied in the pool. Elsewhere the diff is applied onto a
+        // new snapshot of the parent layer.
+        if !self.store.state.layers.contains_key(&chain_id)
+            && self.snap.commit_copy(&name, &c.snapshot)?
+        {
+            self.store.state.layers.insert(
+                chain_id.clone(),
+                crate::engine::store::LayerRecord {
+                    chain_id: chain_id.clone(),
+                    diff_id: diff_id.clone(),
+                    parent: parent.clone(),
+                    snapshot: name,
+                    size: info.size,
+                    blobs: vec![blob],
+                },
+            );
+        } else {
+            self.create_layer(parent.as_ref(), &chain_id, &diff_id, blob, &never)?;
+        }
         let created = now();
         let obj = cfg
             .as_object_mut()

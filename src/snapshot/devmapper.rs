@@ -529,6 +529,49 @@ impl Snapshotter for DevmapperSnapshotter {
         DevmapperSnapshotter::device(self, key).map(Some)
     }
 
+    fn commit_copy(&mut self, name: &str, key: &str) -> Result<bool> {
+        validate_key(name)?;
+        let r = self.rec(key)?.clone();
+        if r.kind != Kind::Active {
+            return Err(SnapshotError::Precondition {
+                key: key.to_string(),
+                reason: "only an active snapshot can be committed".into(),
+            });
+        }
+        if self.meta.snaps.contains_key(name) {
+            return Err(SnapshotError::Exists {
+                key: name.to_string(),
+            });
+        }
+        let seq = self.meta.next;
+        self.meta.next += 1;
+        let device = format!("snap-{seq}");
+        self.meta.snaps.insert(
+            name.to_string(),
+            Rec {
+                seq,
+                device: device.clone(),
+                parent: r.parent.clone(),
+                kind: Kind::Committed,
+                created: now(),
+                state: State::Preparing,
+            },
+        );
+        self.save()?;
+        // A live origin is suspended around create_snap, which freezes a
+        // mounted filesystem first, so the copy is consistent.
+        if let Err(e) = self.pool.snapshot(&r.device, &device, OWNER) {
+            self.meta.snaps.remove(name);
+            self.save()?;
+            return Err(e.into());
+        }
+        if let Some(x) = self.meta.snaps.get_mut(name) {
+            x.state = State::Ready;
+        }
+        self.save()?;
+        Ok(true)
+    }
+
     fn grow(&mut self, key: &str, size: u64) -> Result<()> {
         let r = self.rec(key)?.clone();
         if r.kind != Kind::Active {

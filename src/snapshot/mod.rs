@@ -162,6 +162,13 @@ pub trait Snapshotter {
     fn device_info(&self, _key: &str) -> Result<Option<DeviceInfo>> {
         Ok(None)
     }
+    /// Commits the current content of active `key` as a new committed
+    /// snapshot `name` with the same parent, keeping `key` active, when the
+    /// driver can do it without copying data (devmapper: a thin snapshot).
+    /// Returns `false`, having done nothing, when it cannot (vfs).
+    fn commit_copy(&mut self, _name: &str, _key: &str) -> Result<bool> {
+        Ok(false)
+    }
     /// Grows an active snapshot's device and filesystem to `size` bytes.
     /// Drivers without block devices refuse.
     fn grow(&mut self, key: &str, _size: u64) -> Result<()> {

@@ -59,6 +59,10 @@ D /old" "diff lines"
 
     new=$(dm commit -m "on thin" web app:1) || fail "commit: $new"
     assert_contains "$(dm history app:1)" "on thin"
+    # The new layer is a thin snapshot of the container: no data copied.
+    cdev=$(dm inspect web | awk -F'"' '/"DeviceName"/ { print $4 }')
+    n=$(thinsnap --root "$D" pool devices | awk -v c="$cdev" '$3 == "snapshot" && $NF == c' | wc -l)
+    [ "$n" -ge 1 ] || fail "no layer device snapshotted from the container's $cdev: $(thinsnap --root "$D" pool devices)"
     c3=$(dm create --name again app:1) || fail "create of the committed image: $c3"
     dm export -o "$T_STATE/again.tar" again || fail "export"
     mkdir -p "$T_STATE/again"
