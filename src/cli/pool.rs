@@ -155,7 +155,8 @@ fn forget_devmapper_data(root: &std::path::Path) -> anyhow::Result<()> {
     }
     let snaps = root.join("snapshots").join("devmapper");
     if snaps.exists() {
-        std::fs::remove_dir_all(&snaps).with_context(|| format!("failed to remove {}", snaps.display()))?;
+        std::fs::remove_dir_all(&snaps)
+            .with_context(|| format!("failed to remove {}", snaps.display()))?;
     }
     let engine = root.join("engine");
     let store = std::fs::read(engine.join("store.json")).unwrap_or_default();
@@ -163,7 +164,8 @@ fn forget_devmapper_data(root: &std::path::Path) -> anyhow::Result<()> {
         .ok()
         .is_some_and(|v| v.get("driver").and_then(|d| d.as_str()) == Some("devmapper"));
     if devmapper {
-        std::fs::remove_dir_all(&engine).with_context(|| format!("failed to remove {}", engine.display()))?;
+        std::fs::remove_dir_all(&engine)
+            .with_context(|| format!("failed to remove {}", engine.display()))?;
     }
     Ok(())
 }
