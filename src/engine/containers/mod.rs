@@ -29,19 +29,6 @@ use super::store::{BlobRef, ContainerRecord, ImageRecord};
 use super::{Engine, EngineError, Result, CONTAINER_PREFIX};
 use crate::snapshot::SnapshotError;
 
-/// `commit` options.
-#[derive(Clone, Debug, Default)]
-pub struct CommitOptions {
-    /// `-m` commit message.
-    pub message: Option<String>,
-    /// `-a` author.
-    pub author: Option<String>,
-    /// `-c` Dockerfile instructions applied to the runtime config.
-    pub changes: Vec<String>,
-    /// REPOSITORY[:TAG] for the new image.
-    pub reference: Option<String>,
-}
-
 /// Docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
 fn valid_name(name: &str) -> Result<()> {
     let mut chars = name.chars();
@@ -62,6 +49,9 @@ fn layer_err(what: &str) -> impl FnOnce(layer::LayerError) -> EngineError + '_ {
         source: Box::new(e),
     }
 }
+
+mod commit;
+pub use commit::CommitOptions;
 
 impl Engine {
     /// Every container, newest first.
@@ -392,173 +382,6 @@ impl Engine {
             self.snap.release(&c.snapshot)?;
         }
         r.map(|_| ())
-    }
-
-    /// Commits the container's changes as a new image on top of its
-    /// image; returns the new image id.
-    ///
-    /// # Errors
-    /// Bad changes or reference (checked before anything is stored),
-    /// layer and snapshot errors; the store is then as it was before.
-    pub fn commit_container(&mut self, name: &str, opts: &CommitOptions) -> Result<Digest> {
-        let target = opts
-            .reference
-            .as_deref()
-            .map(|r| Reference::parse(r).map_err(|e| EngineError::Reference(e.to_string())))
-            .transpose()?;
-        if target.as_ref().is_some_and(|t| t.digest().is_some()) {
-            return Err(EngineError::Reference(
-                "a committed image is named REPOSITORY[:TAG], without a digest".into(),
-            ));
-        }
-        let c = self.container(name)?;
-        let img = self
-            .store
-            .state
-            .images
-            .get(&c.image)
-            .cloned()
-            .ok_or_else(|| EngineError::ImageNotFound {
-                name: c.image.to_string(),
-            })?;
-        let mut cfg: Value = serde_json::from_slice(&self.blobs.read(&c.image, MAX_JSON)?)
-            .map_err(EngineError::json("image config"))?;
-        let obj = cfg
-            .as_object_mut()
-            .ok_or_else(|| EngineError::archive("image config is not a JSON object"))?;
-        let mut rc = match obj.remove("config") {
-            Some(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        for ch in &opts.changes {
-            changes::apply(&mut rc, ch)?;
-        }
-        obj.insert("config".into(), Value::Object(rc));
-
-        // The layer: the file-level diff, stored uncompressed (blob digest
-        // == diff id), then made into a layer on the image's top layer.
-        let tmp = self.blobs.temp()?;
-        let what = format!("container {}", c.name);
-        let info = self.with_trees(&c, |lower, upper| {
-            let mut w = std::io::BufWriter::new(tmp.as_file());
-            let info = layer::write_layer(lower, upper, &mut w).map_err(layer_err(&what))?;
-            w.flush().map_err(EngineError::io("write", tmp.path()))?;
-            Ok(info)
-        })?;
-        self.blobs.commit_temp(tmp, &info.diff_id)?;
-
-        self.transaction(|e| {
-            let id = e.commit_image(&c, &img, cfg, &info, target, opts)?;
-            crash_point("container-commit-unsaved");
-            Ok(id)
-        })
-    }
-
-    fn commit_image(
-        &mut self,
-        c: &ContainerRecord,
-        img: &ImageRecord,
-        mut cfg: Value,
-        info: &layer::LayerInfo,
-        target: Option<Reference>,
-        opts: &CommitOptions,
-    ) -> Result<Digest> {
-        let diff_id = info.diff_id.clone();
-        let parent = img.chain.last().cloned();
-        let chain_id = match &parent {
-            None => diff_id.clone(),
-            Some(p) => Digest::of(format!("{p} {diff_id}").as_bytes()),
-        };
-        let never = |actual: Digest| {
-            EngineError::archive(format!(
-                "committed layer content changed while storing it ({actual})"
-            ))
-        };
-        let blob = BlobRef {
-            digest: diff_id.clone(),
-            media_type: OCI_LAYER.to_string(),
-            size: info.size,
-        };
-        let name = format!("{}{}", crate::engine::LAYER_PREFIX, chain_id.hex());
-        // On devmapper the new layer is a thin snapshot of the container: no
-        // data is copied in the pool. Elsewhere the diff is applied onto a
-        // new snapshot of the parent layer.
-        if !self.store.state.layers.contains_key(&chain_id)
-            && self.snap.commit_copy(&name, &c.snapshot)?
-        {
-            self.store.state.layers.insert(
-                chain_id.clone(),
-                crate::engine::store::LayerRecord {
-                    chain_id: chain_id.clone(),
-                    diff_id: diff_id.clone(),
-                    parent: parent.clone(),
-                    snapshot: name,
-                    size: info.size,
-                    blobs: vec![blob],
-                },
-            );
-        } else {
-            self.create_layer(parent.as_ref(), &chain_id, &diff_id, blob, &never)?;
-        }
-        let created = now();
-        let obj = cfg
-            .as_object_mut()
-            .ok_or_else(|| EngineError::archive("image config is not a JSON object"))?;
-        obj.insert("created".into(), json!(created));
-        obj.insert("container".into(), json!(c.id));
-        // The parent's build container does not describe this image.
-        obj.remove("container_config");
-        for (key, v) in [("author", &opts.author), ("comment", &opts.message)] {
-            match v {
-                Some(v) => obj.insert(key.into(), json!(v)),
-                None => obj.remove(key),
-            };
-        }
-        obj.get_mut("rootfs")
-            .and_then(|r| r.get_mut("diff_ids"))
-            .and_then(Value::as_array_mut)
-            .ok_or_else(|| EngineError::archive("image config has no rootfs.diff_ids"))?
-            .push(json!(diff_id));
-        let mut step = Map::new();
-        step.insert("created".into(), json!(created));
-        step.insert("created_by".into(), json!(""));
-        if let Some(a) = &opts.author {
-            step.insert("author".into(), json!(a));
-        }
-        if let Some(m) = &opts.message {
-            step.insert("comment".into(), json!(m));
-        }
-        match obj.get_mut("history").and_then(Value::as_array_mut) {
-            Some(h) => h.push(Value::Object(step)),
-            None => {
-                obj.insert("history".into(), json!([Value::Object(step)]));
-            }
-        }
-        let bytes = serde_json::to_vec(&cfg).map_err(EngineError::json("image config"))?;
-        ImageConfig::parse(&bytes)?;
-        let id = self.blobs.put(&bytes)?;
-        let mut chain = img.chain.clone();
-        chain.push(chain_id);
-        self.store
-            .state
-            .images
-            .entry(id.clone())
-            .or_insert_with(|| ImageRecord {
-                id: id.clone(),
-                chain,
-                parent: Some(img.id.clone()),
-                repo_digests: Default::default(),
-                manifest: None,
-                added: created.clone(),
-                last_tag_time: None,
-            });
-        if let Some(t) = target {
-            self.store.state.tags.insert(t.to_string(), id.clone());
-            if let Some(i) = self.store.state.images.get_mut(&id) {
-                i.last_tag_time = Some(created);
-            }
-        }
-        Ok(id)
     }
 
     /// Space the container's snapshot uses on its own.
