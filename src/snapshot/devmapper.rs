@@ -226,7 +226,8 @@ impl DevmapperSnapshotter {
         self.pool
             .create_thin(BASE_DEVICE, "base", self.settings.base_size)?;
         let dev = self.pool.activate_thin(BASE_DEVICE)?;
-        let made = tfs::mkfs(&dev, fs, &self.settings.mkfs_options);
+        let made = tfs::mkfs(&dev, fs, &self.settings.mkfs_options)
+            .and_then(|()| self.drop_lost_found(&dev, fs));
         self.pool.deactivate_thin(BASE_DEVICE)?;
         made?;
         if let Some(b) = self.meta.base.as_mut() {
@@ -234,6 +235,23 @@ impl DevmapperSnapshotter {
         }
         self.save()?;
         Ok(fs)
+    }
+
+    /// Removes the `lost+found` that mkfs.ext4 (and e2fsck) make: it is in
+    /// no image, and would show up in every container and export.
+    fn drop_lost_found(&self, dev: &Path, fs: FsKind) -> thinpool::Result<()> {
+        if fs != FsKind::Ext4 {
+            return Ok(());
+        }
+        let at = self.mnt.join("mkfs");
+        tfs::mount_dev(dev, &at, fs, false, &self.settings.mount_options)?;
+        let removed = match std::fs::remove_dir(at.join("lost+found")) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(thinpool::Error::io("remove lost+found on", dev)(e)),
+        };
+        tfs::unmount(&at)?;
+        removed
     }
 
     fn fs(&self) -> FsKind {
@@ -591,7 +609,10 @@ impl Snapshotter for DevmapperSnapshotter {
         let dev = self.pool.activate_thin(&r.device)?;
         match self.fs() {
             // ext4 grows offline; xfs only while mounted.
-            FsKind::Ext4 => tfs::grow(&dev, FsKind::Ext4, &target)?,
+            FsKind::Ext4 => {
+                tfs::grow(&dev, FsKind::Ext4, &target)?;
+                self.drop_lost_found(&dev, FsKind::Ext4)?;
+            }
             FsKind::Xfs => {
                 self.path(key)?;
                 let grown = tfs::grow(&dev, FsKind::Xfs, &target);

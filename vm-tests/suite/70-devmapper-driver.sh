@@ -23,7 +23,7 @@ t_conformance_ext4() {
     assert_contains "$out" "14 case(s) passed on devmapper (ext4)"
     assert_eq "$(grep -c '^conformance (devmapper) .*: ok$' "$T_STATE/ext4.log")" 14 "every case ran and passed"
     assert_not_contains "$out" "FAILED"
-    assert_eq "$(dmsetup ls | grep -c thinsnap)" 0 "conformance pools torn down"
+    assert_eq "$(dmsetup ls | grep -c thinsnap)" 0 "conformance pools torn down ($(dmsetup ls | tr '\n' ' '); $(grep cleanup "$T_STATE/ext4.log"))"
 }
 
 t_conformance_xfs() {

@@ -52,7 +52,7 @@ D /old" "diff lines"
     big=$(dm create --size 3G base:1) || fail "create --size 3G: $big"
     assert_eq "$(blockdev --getsize64 "$(dm device "$big")")" 3221225472 "grown device size"
     m=$(dm mount "$big")
-    kb=$(df -k "$m" | awk 'NR == 2 { print $2 }')
+    kb=$(df -Pk "$m" | awk 'NR == 2 { print $2 }')
     [ "$kb" -gt 2900000 ] || fail "filesystem not grown: ${kb} KiB"
     assert_eq "$(cat "$m/etc/motd")" "base motd" "image content kept"
     must dm rm -f "$big"

@@ -257,26 +257,65 @@ impl Pool {
             .collect();
         if self.kernel.dm_info(&self.rec.dm_name)?.is_some() {
             for (id, name) in ids {
-                if !self.take_down(id)? && !self.wait_gone(id) {
+                if !self.take_down(id)? && !self.wait_gone(&self.thin_dm_name(id)) {
                     return Err(Error::Busy { name });
                 }
             }
-            self.kernel.dm_remove(&self.rec.dm_name, false)?;
+            // Thin devices of this pool the store does not name (left by a
+            // killed command) would hold the pool open: take them down too.
+            let prefix = format!(
+                "{}-",
+                self.rec
+                    .dm_name
+                    .strip_suffix("-pool")
+                    .unwrap_or(&self.rec.dm_name)
+            );
+            for dm in self.kernel.dm_list()? {
+                if dm.starts_with(&prefix) && dm != self.rec.dm_name {
+                    match self.kernel.dm_remove(&dm, true) {
+                        Ok(()) => {}
+                        Err(e) if e.errno() == Some(Errno::ENXIO) => {}
+                        Err(e) => return Err(e),
+                    }
+                    if !self.wait_gone(&dm) {
+                        return Err(Error::Busy { name: dm });
+                    }
+                    self.kernel.remove_node(&dm)?;
+                }
+            }
+            self.remove_pool_device()?;
         }
         self.detach_loops()?;
         self.activated = false;
         Ok(())
     }
 
-    /// Waits up to 5 s for a deferred removal to finish (a device closed
-    /// a moment ago, e.g. by a filesystem still being torn down).
-    fn wait_gone(&self, id: ThinId) -> bool {
-        let dm = self.thin_dm_name(id);
+    /// Removes the pool's dm device, waiting up to 5 s while it is still
+    /// held by thin devices whose removal is finishing.
+    fn remove_pool_device(&mut self) -> Result<()> {
+        let pool = self.rec.dm_name.clone();
+        let mut last = None;
         for _ in 0..50 {
-            if matches!(self.kernel.dm_info(&dm), Ok(None)) {
-                return true;
+            match self.kernel.dm_remove(&pool, false) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.errno() == Some(Errno::ENXIO) => return Ok(()),
+                Err(e) if e.errno() == Some(Errno::EBUSY) => last = Some(e),
+                Err(e) => return Err(e),
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(last.unwrap_or(Error::Busy { name: pool }))
+    }
+
+    /// Waits up to 5 s for a deferred removal to finish (a device closed
+    /// a moment ago, e.g. by a filesystem still being torn down).
+    fn wait_gone(&self, dm: &str) -> bool {
+        for _ in 0..50 {
+            match self.kernel.dm_info(dm) {
+                Ok(None) => return true,
+                Ok(Some(_)) => std::thread::sleep(std::time::Duration::from_millis(100)),
+                Err(_) => return false,
+            }
         }
         false
     }
