@@ -11,7 +11,7 @@ use crate::engine::digest::{Digest, DigestReader};
 use crate::engine::images::now;
 use crate::engine::model::{host_platform, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 use crate::engine::reference::Reference;
-use crate::engine::store::{BlobRef, ImageRecord};
+use crate::engine::store::BlobRef;
 use crate::engine::{decompress, Engine, EngineError, Result};
 
 /// `import` options.
@@ -101,25 +101,7 @@ impl Engine {
         });
         let bytes = serde_json::to_vec(&cfg).map_err(EngineError::json("image config"))?;
         let id = self.blobs.put(&bytes)?;
-        self.store
-            .state
-            .images
-            .entry(id.clone())
-            .or_insert_with(|| ImageRecord {
-                id: id.clone(),
-                chain: vec![diff_id],
-                parent: None,
-                repo_digests: Default::default(),
-                manifest: None,
-                added: created.clone(),
-                last_tag_time: None,
-            });
-        if let Some(t) = target {
-            self.store.state.tags.insert(t.to_string(), id.clone());
-            if let Some(img) = self.store.state.images.get_mut(&id) {
-                img.last_tag_time = Some(created);
-            }
-        }
+        self.record_image(&id, vec![diff_id], None, target.as_ref(), &created);
         Ok(id)
     }
 

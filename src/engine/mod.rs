@@ -372,6 +372,36 @@ impl Engine {
         Ok((stats.diff_id, stats.size))
     }
 
+    /// Records a new image (kept if it exists) and tags it with `target`.
+    pub(crate) fn record_image(
+        &mut self,
+        id: &Digest,
+        chain: Vec<Digest>,
+        parent: Option<Digest>,
+        target: Option<&reference::Reference>,
+        created: &str,
+    ) {
+        self.store
+            .state
+            .images
+            .entry(id.clone())
+            .or_insert_with(|| store::ImageRecord {
+                id: id.clone(),
+                chain,
+                parent,
+                repo_digests: Default::default(),
+                manifest: None,
+                added: created.to_string(),
+                last_tag_time: None,
+            });
+        if let Some(t) = target {
+            self.store.state.tags.insert(t.to_string(), id.clone());
+            if let Some(img) = self.store.state.images.get_mut(id) {
+                img.last_tag_time = Some(created.to_string());
+            }
+        }
+    }
+
     /// Deletes layers no image needs (their snapshots too, children first),
     /// then unreferenced blobs. Returns the chain ids removed.
     ///

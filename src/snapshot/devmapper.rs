@@ -254,6 +254,25 @@ impl DevmapperSnapshotter {
         removed
     }
 
+    /// The record of active `key`, checking that it may be committed as
+    /// `name`.
+    fn committable(&self, name: &str, key: &str) -> Result<Rec> {
+        validate_key(name)?;
+        let r = self.rec(key)?.clone();
+        if r.kind != Kind::Active {
+            return Err(SnapshotError::Precondition {
+                key: key.to_string(),
+                reason: "only an active snapshot can be committed".into(),
+            });
+        }
+        if self.meta.snaps.contains_key(name) {
+            return Err(SnapshotError::Exists {
+                key: name.to_string(),
+            });
+        }
+        Ok(r)
+    }
+
     fn fs(&self) -> FsKind {
         self.meta
             .base
@@ -407,19 +426,7 @@ impl Snapshotter for DevmapperSnapshotter {
     }
 
     fn commit(&mut self, name: &str, key: &str) -> Result<()> {
-        validate_key(name)?;
-        let r = self.rec(key)?.clone();
-        if r.kind != Kind::Active {
-            return Err(SnapshotError::Precondition {
-                key: key.to_string(),
-                reason: "only an active snapshot can be committed".into(),
-            });
-        }
-        if self.meta.snaps.contains_key(name) {
-            return Err(SnapshotError::Exists {
-                key: name.to_string(),
-            });
-        }
+        let r = self.committable(name, key)?;
         // Unmounting flushes the filesystem; deactivating flushes the device.
         tfs::unmount(&self.mount_dir(&r))?;
         self.pool.deactivate_thin(&r.device)?;
@@ -548,19 +555,7 @@ impl Snapshotter for DevmapperSnapshotter {
     }
 
     fn commit_copy(&mut self, name: &str, key: &str) -> Result<bool> {
-        validate_key(name)?;
-        let r = self.rec(key)?.clone();
-        if r.kind != Kind::Active {
-            return Err(SnapshotError::Precondition {
-                key: key.to_string(),
-                reason: "only an active snapshot can be committed".into(),
-            });
-        }
-        if self.meta.snaps.contains_key(name) {
-            return Err(SnapshotError::Exists {
-                key: name.to_string(),
-            });
-        }
+        let r = self.committable(name, key)?;
         let seq = self.meta.next;
         self.meta.next += 1;
         let device = format!("snap-{seq}");

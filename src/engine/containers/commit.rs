@@ -163,25 +163,7 @@ impl Engine {
         let id = self.blobs.put(&bytes)?;
         let mut chain = img.chain.clone();
         chain.push(chain_id);
-        self.store
-            .state
-            .images
-            .entry(id.clone())
-            .or_insert_with(|| ImageRecord {
-                id: id.clone(),
-                chain,
-                parent: Some(img.id.clone()),
-                repo_digests: Default::default(),
-                manifest: None,
-                added: created.clone(),
-                last_tag_time: None,
-            });
-        if let Some(t) = target {
-            self.store.state.tags.insert(t.to_string(), id.clone());
-            if let Some(i) = self.store.state.images.get_mut(&id) {
-                i.last_tag_time = Some(created);
-            }
-        }
+        self.record_image(&id, chain, Some(img.id.clone()), target.as_ref(), &created);
         Ok(id)
     }
 }
