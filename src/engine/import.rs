@@ -46,16 +46,7 @@ impl Engine {
         for c in &opts.changes {
             changes::apply(&mut rc, c)?;
         }
-        let target = opts
-            .reference
-            .as_deref()
-            .map(|r| Reference::parse(r).map_err(|e| EngineError::Reference(e.to_string())))
-            .transpose()?;
-        if target.as_ref().is_some_and(|t| t.digest().is_some()) {
-            return Err(EngineError::Reference(
-                "an imported image is named REPOSITORY[:TAG], without a digest".into(),
-            ));
-        }
+        let target = Engine::parse_target(opts.reference.as_deref(), "an imported")?;
         let head = input
             .fill_buf()
             .map_err(EngineError::io("read", &opts.source))?

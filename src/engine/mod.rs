@@ -372,6 +372,25 @@ impl Engine {
         Ok((stats.diff_id, stats.size))
     }
 
+    /// Parses the REPOSITORY[:TAG] a new image is to be named by (`what`
+    /// says which kind of image, for the message); a digest is refused.
+    pub(crate) fn parse_target(
+        reference: Option<&str>,
+        what: &str,
+    ) -> Result<Option<reference::Reference>> {
+        let target = reference
+            .map(|r| {
+                reference::Reference::parse(r).map_err(|e| EngineError::Reference(e.to_string()))
+            })
+            .transpose()?;
+        if target.as_ref().is_some_and(|t| t.digest().is_some()) {
+            return Err(EngineError::Reference(format!(
+                "{what} image is named REPOSITORY[:TAG], without a digest"
+            )));
+        }
+        Ok(target)
+    }
+
     /// Records a new image (kept if it exists) and tags it with `target`.
     pub(crate) fn record_image(
         &mut self,

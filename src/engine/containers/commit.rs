@@ -25,16 +25,7 @@ impl Engine {
     /// Bad changes or reference (checked before anything is stored),
     /// layer and snapshot errors; the store is then as it was before.
     pub fn commit_container(&mut self, name: &str, opts: &CommitOptions) -> Result<Digest> {
-        let target = opts
-            .reference
-            .as_deref()
-            .map(|r| Reference::parse(r).map_err(|e| EngineError::Reference(e.to_string())))
-            .transpose()?;
-        if target.as_ref().is_some_and(|t| t.digest().is_some()) {
-            return Err(EngineError::Reference(
-                "a committed image is named REPOSITORY[:TAG], without a digest".into(),
-            ));
-        }
+        let target = Engine::parse_target(opts.reference.as_deref(), "a committed")?;
         let c = self.container(name)?;
         let img = self
             .store
