@@ -21,6 +21,30 @@ pub struct Config {
     /// `[devmapper]` settings of the devmapper storage driver.
     #[serde(default)]
     pub devmapper: DevmapperConfig,
+    /// `[registry]` settings of pull and push.
+    #[serde(default)]
+    pub registry: RegistryConfig,
+}
+
+/// `[registry]` section: how pull and push reach registries.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Registries (`host` or `host:port`) allowed over plain HTTP.
+    #[serde(default)]
+    pub insecure: Vec<String>,
+    /// Per-registry CA certificates: `<certs_dir>/<host:port>/*.crt`.
+    pub certs_dir: Option<PathBuf>,
+    /// Layers downloaded at once (default 3).
+    pub max_concurrent_downloads: Option<usize>,
+    /// Retries of a transient failure (default 4).
+    pub retries: Option<u32>,
+    /// First backoff in milliseconds, doubled each retry (default 200).
+    pub retry_base_ms: Option<u64>,
+    /// Connect and read timeout in seconds (default 30).
+    pub timeout_secs: Option<u64>,
+    /// Upload blobs in chunks of this size (`1MiB`); unset = one request.
+    pub push_chunk_size: Option<String>,
 }
 
 /// `[devmapper]` section: the base device that every image's first layer

@@ -38,6 +38,12 @@ pub fn code(err: &anyhow::Error) -> i32 {
         {
             return c;
         }
+        if let Some(c) = cause
+            .downcast_ref::<crate::registry::RegistryError>()
+            .and_then(registry_code)
+        {
+            return c;
+        }
         if cause.downcast_ref::<crate::Problems>().is_some() {
             return NEEDS_ATTENTION;
         }
@@ -90,6 +96,17 @@ fn engine_code(e: &crate::engine::EngineError) -> Option<i32> {
         | E::Layer { .. }
         | E::InvalidArgument(_) => USAGE,
         E::Unsupported(_) => UNSUPPORTED,
+        _ => return None,
+    })
+}
+
+/// Registry errors; a store error inside is transparent, so looked into.
+fn registry_code(e: &crate::registry::RegistryError) -> Option<i32> {
+    use crate::registry::RegistryError as R;
+    Some(match e {
+        R::Engine(e) => return engine_code(e),
+        R::NotFound { .. } => NOT_FOUND,
+        R::InvalidArgument(_) => USAGE,
         _ => return None,
     })
 }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod exit;
+pub mod registry;
 pub mod snapshot;
 
 /// A command finished its work but found problems to report (exit code 6).

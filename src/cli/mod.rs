@@ -7,6 +7,7 @@ pub mod debug;
 pub mod image;
 pub mod output;
 pub mod pool;
+pub mod registry;
 pub mod snapshot;
 pub mod volume;
 
@@ -143,6 +144,17 @@ pub enum Command {
     },
     /// Make a new image from a container's changes; prints its id.
     Commit(container::CommitArgs),
+    /// Download an image from a registry.
+    Pull(registry::PullArgs),
+    /// Upload an image to a registry.
+    Push(registry::PushArgs),
+    /// Log in to a registry (credentials are checked, then stored 0600).
+    Login(registry::LoginArgs),
+    /// Forget the credentials of a registry.
+    Logout {
+        /// Registry (host[:port]) [default: docker.io].
+        registry: Option<String>,
+    },
     /// Write a container's filesystem as a tar.
     Export {
         /// Output file (default: stdout).
@@ -208,6 +220,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Device { container } => container::device(&container, &ctx),
         Command::Diff { container } => container::diff(&container, &ctx),
         Command::Commit(a) => container::commit(a, &ctx),
+        Command::Pull(a) => registry::pull(a, &ctx),
+        Command::Push(a) => registry::push(a, &ctx),
+        Command::Login(a) => registry::login(a, &ctx),
+        Command::Logout { registry } => registry::logout(registry.as_deref(), &ctx),
     }
 }
 

@@ -158,7 +158,10 @@ impl Engine {
     /// once; on error it is restored as it was and whatever `f` made that
     /// the restored store does not reference (snapshots, blobs) is removed.
     /// A crash in between leaves the same to the next open's reconcile.
-    pub(crate) fn transaction<T>(&mut self, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<T> {
+    pub(crate) fn transaction<T, E: From<EngineError>>(
+        &mut self,
+        f: impl FnOnce(&mut Engine) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
         let before = self.store.state.clone();
         match f(self) {
             Ok(v) => {

@@ -1,0 +1,128 @@
+//! What a pull or push shows while it works: on a terminal one bar per
+//! blob (bytes, speed) under indicatif; otherwise one plain line per event,
+//! so logs stay readable; nothing at all with `-q`. Everything goes to
+//! stderr: stdout carries only the command's result.
+
+use std::io::IsTerminal;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::engine::human;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Bars,
+    Lines,
+    Quiet,
+}
+
+/// The progress display of one command.
+pub struct Progress {
+    mode: Mode,
+    multi: MultiProgress,
+}
+
+/// One blob's progress.
+pub struct Task {
+    label: String,
+    bar: Option<ProgressBar>,
+    lines: bool,
+}
+
+impl Progress {
+    /// Bars on a terminal, lines otherwise, nothing when `quiet`.
+    pub fn new(quiet: bool) -> Progress {
+        let mode = if quiet {
+            Mode::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bars
+        } else {
+            Mode::Lines
+        };
+        let target = if mode == Mode::Bars {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Progress {
+            mode,
+            multi: MultiProgress::with_draw_target(target),
+        }
+    }
+
+    /// A message line (above the bars on a terminal).
+    pub fn line(&self, msg: &str) {
+        match self.mode {
+            Mode::Bars => {
+                let _ = self.multi.println(msg);
+            }
+            Mode::Lines => eprintln!("{msg}"),
+            Mode::Quiet => {}
+        }
+    }
+
+    /// A blob that needs no work ("Already exists"): one line, no bar.
+    pub fn event(&self, label: &str, msg: &str) {
+        self.line(&format!("{label}: {msg}"));
+    }
+
+    /// A task of `total` bytes called `label` (a short digest), starting
+    /// with `verb` ("Downloading", "Pushing").
+    pub fn task(&self, label: &str, verb: &str, total: u64) -> Task {
+        let bar = (self.mode == Mode::Bars).then(|| {
+            let b = self.multi.add(ProgressBar::new(total));
+            let style = ProgressStyle::with_template(
+                "{prefix}: {msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            b.set_style(style);
+            b.set_prefix(label.to_string());
+            b.set_message(verb.to_string());
+            b
+        });
+        if self.mode == Mode::Lines {
+            eprintln!("{label}: {verb} ({})", human::size(total));
+        }
+        Task {
+            label: label.to_string(),
+            bar,
+            lines: self.mode == Mode::Lines,
+        }
+    }
+}
+
+impl Task {
+    /// `n` more bytes done.
+    pub fn inc(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
+
+    /// Back to zero (a retry that could not resume).
+    pub fn reset(&self) {
+        if let Some(b) = &self.bar {
+            b.set_position(0);
+        }
+    }
+
+    /// A note in passing ("Retrying").
+    pub fn note(&self, msg: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(msg.to_string());
+        } else if self.lines {
+            eprintln!("{}: {msg}", self.label);
+        }
+    }
+
+    /// Done, with a final word ("Pull complete", "Already exists").
+    pub fn finish(&self, msg: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(msg.to_string());
+            b.finish();
+        } else if self.lines {
+            eprintln!("{}: {msg}", self.label);
+        }
+    }
+}
