@@ -7,18 +7,20 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::Write;
 
 use super::client::{encode, Client, Payload, Req};
 use super::credentials::AuthFile;
 use super::fetch::{parse_manifest, ManifestKind};
 use super::progress::Progress;
 use super::{Options, RegistryError, Result};
-use crate::engine::digest::Digest;
+use crate::engine::digest::{Digest, DigestWriter};
 use crate::engine::model::{
     Descriptor, Manifest, DOCKER_LAYER, DOCKER_LAYER_GZIP, OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP,
     OCI_MANIFEST,
 };
 use crate::engine::reference::Reference;
+use crate::engine::store::BlobRef;
 use crate::engine::{Engine, EngineError};
 
 /// What a push did.
@@ -126,6 +128,57 @@ fn plan(e: &Engine, id: &Digest) -> Result<Plan> {
     })
 }
 
+/// Gives every layer of image `id` that has only an uncompressed blob a
+/// gzip one, as Docker pushes them, kept with the layer so that the next
+/// push sends the same bytes. Returns whether any was made.
+fn compress_layers(engine: &mut Engine, id: &Digest, progress: &Progress) -> Result<bool> {
+    let chain = engine
+        .state()
+        .images
+        .get(id)
+        .map(|i| i.chain.clone())
+        .unwrap_or_default();
+    engine.transaction(|e| -> Result<bool> {
+        let mut made = false;
+        for c in &chain {
+            let Some(mut l) = e.store.state.layers.get(c).cloned() else {
+                continue;
+            };
+            if l.blobs
+                .iter()
+                .any(|b| b.media_type != OCI_LAYER && b.media_type != DOCKER_LAYER)
+            {
+                continue;
+            }
+            let Some(src) = l.blobs.first().cloned() else {
+                continue;
+            };
+            progress.event(src.digest.short(), "Compressing");
+            let tmp = e.blobs.temp()?;
+            let what = format!("compressed layer {}", src.digest);
+            let w = DigestWriter::new(std::io::BufWriter::new(tmp.as_file()));
+            let mut gz = flate2::write::GzEncoder::new(w, flate2::Compression::default());
+            let mut input = e.blobs.open_blob(&src.digest)?;
+            std::io::copy(&mut input, &mut gz).map_err(EngineError::io("write", &what))?;
+            let (digest, size, mut inner) = gz
+                .finish()
+                .map_err(EngineError::io("write", &what))?
+                .finish();
+            inner.flush().map_err(EngineError::io("write", &what))?;
+            drop(inner);
+            e.blobs.commit_temp(tmp, &digest)?;
+            l.blobs.push(BlobRef {
+                digest,
+                media_type: OCI_LAYER_GZIP.into(),
+                size,
+            });
+            e.store.state.layers.insert(c.clone(), l);
+            made = true;
+        }
+        Ok(made)
+    })
+}
+
 /// Repositories of `registry` (other than `repo`) known to hold each blob:
 /// those any local image holding it was pulled from or pushed to.
 fn mount_sources(e: &Engine, registry: &str, repo: &str) -> BTreeMap<Digest, String> {
@@ -176,7 +229,10 @@ pub fn push(
     let id = engine
         .tagged(&r.to_string())
         .ok_or_else(|| EngineError::ImageNotFound { name: r.familiar() })?;
-    let plan = plan(engine, &id)?;
+    let mut plan = plan(engine, &id)?;
+    if plan.made && compress_layers(engine, &id, progress)? {
+        plan = self::plan(engine, &id)?;
+    }
     let sources = mount_sources(engine, r.domain(), r.path());
     let mut scopes = vec![format!("repository:{}:pull,push", r.path())];
     let mut froms: Vec<&String> = plan
