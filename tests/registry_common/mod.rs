@@ -431,6 +431,8 @@ pub struct Logged {
     pub headers: Vec<(String, String)>,
     pub status: u16,
     pub body_len: usize,
+    /// When the answer was ready.
+    pub at: Instant,
 }
 
 impl Logged {
@@ -486,6 +488,7 @@ impl Recorder {
                 headers: req.headers.clone(),
                 status,
                 body_len: req.body.len(),
+                at: Instant::now(),
             });
             let mut reply = Reply::new(status).body(&body);
             for (k, v) in rhs {
@@ -1120,6 +1123,7 @@ impl FaultServer {
                 headers: req.headers.clone(),
                 status: reply.status,
                 body_len: req.body.len(),
+                at: Instant::now(),
             });
             reply
         });
@@ -1185,6 +1189,14 @@ impl FaultServer {
             .iter()
             .filter(|l| l.method == method && l.path().contains(part))
             .count()
+    }
+
+    /// Logged requests of `method` whose path contains `part`.
+    pub fn requests(&self, method: &str, part: &str) -> Vec<Logged> {
+        self.log()
+            .into_iter()
+            .filter(|l| l.method == method && l.path().contains(part))
+            .collect()
     }
 
     /// The repository holds blob `d`.
@@ -1542,6 +1554,18 @@ impl Client {
                 "{name}: {p} differs or is missing (have {:?})",
                 files.keys().collect::<Vec<_>>()
             );
+        }
+    }
+
+    /// Asserts that a failed command left the store as `before` and no
+    /// scratch files in `engine/tmp`.
+    #[track_caller]
+    pub fn assert_untouched(&self, before: &State) {
+        assert_eq!(&self.env.state(), before, "the store changed");
+        let tmp = self.env.root.join("engine/tmp");
+        if let Ok(rd) = std::fs::read_dir(&tmp) {
+            let left: Vec<_> = rd.map(|e| e.unwrap().file_name()).collect();
+            assert!(left.is_empty(), "left in engine/tmp: {left:?}");
         }
     }
 
