@@ -403,6 +403,23 @@ impl Engine {
         target: Option<&reference::Reference>,
         created: &str,
     ) {
+        self.image_entry(id, chain, parent, created);
+        if let Some(t) = target {
+            self.store.state.tags.insert(t.to_string(), id.clone());
+            if let Some(img) = self.store.state.images.get_mut(id) {
+                img.last_tag_time = Some(created.to_string());
+            }
+        }
+    }
+
+    /// The record of image `id`, made with these fields if it is new.
+    pub(crate) fn image_entry(
+        &mut self,
+        id: &Digest,
+        chain: Vec<Digest>,
+        parent: Option<Digest>,
+        added: &str,
+    ) -> &mut store::ImageRecord {
         self.store
             .state
             .images
@@ -413,15 +430,9 @@ impl Engine {
                 parent,
                 repo_digests: Default::default(),
                 manifest: None,
-                added: created.to_string(),
+                added: added.to_string(),
                 last_tag_time: None,
-            });
-        if let Some(t) = target {
-            self.store.state.tags.insert(t.to_string(), id.clone());
-            if let Some(img) = self.store.state.images.get_mut(id) {
-                img.last_tag_time = Some(created.to_string());
-            }
-        }
+            })
     }
 
     /// Deletes layers no image needs (their snapshots too, children first),

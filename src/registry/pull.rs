@@ -18,7 +18,7 @@ use crate::engine::digest::Digest;
 use crate::engine::images::now;
 use crate::engine::model::{chain_ids, host_platform, Descriptor, ImageConfig, Manifest, Platform};
 use crate::engine::reference::Reference;
-use crate::engine::store::{BlobRef, ImageRecord};
+use crate::engine::store::BlobRef;
 use crate::engine::{Engine, EngineError};
 
 /// What a pull did.
@@ -228,20 +228,7 @@ pub fn pull(
         e.blobs.put(&doc.bytes)?;
         let chain = chain_ids(&config.rootfs.diff_ids);
         let whole = manifest.layers.iter().all(|l| e.blobs.exists(&l.digest));
-        let rec = e
-            .store
-            .state
-            .images
-            .entry(id.clone())
-            .or_insert_with(|| ImageRecord {
-                id: id.clone(),
-                chain,
-                parent: None,
-                repo_digests: Default::default(),
-                manifest: None,
-                added: now(),
-                last_tag_time: None,
-            });
+        let rec = e.image_entry(&id, chain, None, &now());
         // Keep the manifest as received, so a push reproduces its digest.
         if whole || rec.manifest.is_none() {
             rec.manifest = Some(doc.digest.clone());

@@ -17,7 +17,7 @@ use crate::engine::model::{
     OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD,
 };
 use crate::engine::reference::Reference;
-use crate::engine::store::{BlobRef, ImageRecord};
+use crate::engine::store::BlobRef;
 use crate::engine::{decompress, Engine, EngineError, Result};
 
 /// One image found in an archive, before it is stored.
@@ -291,20 +291,7 @@ impl Engine {
                 &mismatch,
             )?;
         }
-        let rec = self
-            .store
-            .state
-            .images
-            .entry(id.clone())
-            .or_insert_with(|| ImageRecord {
-                id: id.clone(),
-                chain,
-                parent: None,
-                repo_digests: Default::default(),
-                manifest: None,
-                added: now(),
-                last_tag_time: None,
-            });
+        let rec = self.image_entry(&id, chain, None, &now());
         if let Some(m) = &c.manifest {
             rec.manifest.get_or_insert(m.digest.clone());
             for n in &c.names {
