@@ -359,6 +359,7 @@ impl Job<'_> {
                 blob,
                 &mismatch,
             )?;
+            self.progress.event(l.digest.short(), "Pull complete");
         }
         Ok(())
     }
