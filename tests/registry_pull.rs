@@ -3,7 +3,8 @@
 //! and size as push printed them, the output lines of pull), OCI and
 //! Docker schema 2 images, multi-platform indexes and manifest lists,
 //! pulls by digest (RepoDigests, `images --digests`) and missing
-//! repositories or tags (exit 3, store untouched).
+//! repositories or tags (exit 3, store untouched), and parallel downloads
+//! bounded by `max_concurrent_downloads`.
 #![allow(clippy::unwrap_used)]
 
 mod engine_common;
@@ -250,5 +251,24 @@ fn missing_repository_or_tag_is_exit_3_and_changes_nothing() {
         // Pushing an image that is not here is refused too, and nothing is sent.
         c.run(&["push", &format!("{}/nowhere/img:1", reg.host)])
             .code(NOT_FOUND);
+    }
+}
+
+#[test]
+fn downloads_run_in_parallel_up_to_the_limit() {
+    for limit in [1usize, 3] {
+        let fs = FaultServer::start();
+        let img = RegImage::oci(&format!("par{limit}"), host_arch(), &[100; 6]);
+        fs.put_image("par/img", "1", &img);
+        fs.set_blob_delay(std::time::Duration::from_millis(300));
+        let c = Client::with_registry(&format!("{FAST}max_concurrent_downloads = {limit}\n"));
+        let r = format!("{}/par/img:1", fs.host());
+        c.run(&["pull", &r]).ok();
+        c.assert_image(&r, &img);
+        assert_eq!(
+            fs.max_inflight(),
+            limit,
+            "max_concurrent_downloads = {limit}: blob GETs at once"
+        );
     }
 }

@@ -1094,6 +1094,11 @@ pub struct FaultState {
     pub range: bool,
     /// Basic credentials required, if any.
     pub basic: Option<(String, String)>,
+    /// How long each blob GET waits before it is answered.
+    pub blob_delay: Duration,
+    /// Blob GETs being answered now, and the most there ever were at once.
+    pub inflight: usize,
+    pub max_inflight: usize,
     uploads: HashMap<String, (String, Vec<u8>)>,
     next_upload: usize,
 }
@@ -1116,6 +1121,17 @@ impl FaultServer {
         }));
         let st = state.clone();
         let handler: Handler = Arc::new(move |req: &Req| {
+            let is_blob_get = req.method == "GET" && req.path().contains("/blobs/sha256:");
+            let delay = st.lock().unwrap().blob_delay;
+            if is_blob_get && !delay.is_zero() {
+                {
+                    let mut s = st.lock().unwrap();
+                    s.inflight += 1;
+                    s.max_inflight = s.max_inflight.max(s.inflight);
+                }
+                std::thread::sleep(delay);
+                st.lock().unwrap().inflight -= 1;
+            }
             let reply = handle(&st, req);
             st.lock().unwrap().log.push(Logged {
                 method: req.method.clone(),
@@ -1165,6 +1181,16 @@ impl FaultServer {
 
     pub fn fault(&self, f: Fault, times: usize) {
         self.state.lock().unwrap().faults.push((f, times));
+    }
+
+    /// Delays every blob GET by `d` and counts how many overlap.
+    pub fn set_blob_delay(&self, d: Duration) {
+        self.state.lock().unwrap().blob_delay = d;
+    }
+
+    /// The most blob GETs that were in flight at once (with a blob delay).
+    pub fn max_inflight(&self) -> usize {
+        self.state.lock().unwrap().max_inflight
     }
 
     pub fn set_range(&self, on: bool) {
