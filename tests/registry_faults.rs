@@ -360,3 +360,26 @@ fn oversized_manifest_is_refused() {
     );
     assert_eq!(fs.count("GET", "/blobs/"), 0);
 }
+
+#[test]
+fn layer_that_does_not_match_its_diff_id_is_refused() {
+    // Every blob matches its descriptor; only the uncompressed content of
+    // the second layer differs from what the config promises.
+    let fs = FaultServer::start();
+    let mut img = RegImage::oci("diffid", host_arch(), &[2000, 3000]);
+    let mut cfg: serde_json::Value = serde_json::from_slice(&img.config).unwrap();
+    cfg["rootfs"]["diff_ids"][1] = json!(digest(b"another layer"));
+    img.config = serde_json::to_vec(&cfg).unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(&img.manifest).unwrap();
+    m["config"]["digest"] = json!(digest(&img.config));
+    m["config"]["size"] = json!(img.config.len());
+    img.manifest = serde_json::to_vec(&m).unwrap();
+    fs.put_image("f/bad", "1", &img);
+    let c = Client::seeded();
+    // The first layer was applied before the second failed: rolled back too.
+    pull_fails(
+        &c,
+        &format!("{}/f/bad:1", fs.host()),
+        &["diff id", "digest mismatch"],
+    );
+}
