@@ -26,6 +26,7 @@ pub struct Progress {
 pub struct Task {
     label: String,
     bar: Option<ProgressBar>,
+    multi: MultiProgress,
     lines: bool,
 }
 
@@ -34,7 +35,7 @@ impl Progress {
     pub fn new(quiet: bool) -> Progress {
         let mode = if quiet {
             Mode::Quiet
-        } else if std::io::stderr().is_terminal() {
+        } else if terminal_width() > 0 {
             Mode::Bars
         } else {
             Mode::Lines
@@ -53,9 +54,8 @@ impl Progress {
     /// A message line (above the bars on a terminal).
     pub fn line(&self, msg: &str) {
         match self.mode {
-            Mode::Bars => {
-                let _ = self.multi.println(msg);
-            }
+            // Printed with the bars out of the way, so it ends its line.
+            Mode::Bars => self.multi.suspend(|| eprintln!("{msg}")),
             Mode::Lines => eprintln!("{msg}"),
             Mode::Quiet => {}
         }
@@ -87,6 +87,7 @@ impl Progress {
         Task {
             label: label.to_string(),
             bar,
+            multi: self.multi.clone(),
             lines: self.mode == Mode::Lines,
         }
     }
@@ -117,12 +118,25 @@ impl Task {
     }
 
     /// Done, with a final word ("Pull complete", "Already exists").
+    /// A finished bar becomes a plain line, so that when the last is done
+    /// the terminal is left at the start of a fresh line.
     pub fn finish(&self, msg: &str) {
         if let Some(b) = &self.bar {
-            b.set_message(msg.to_string());
-            b.finish();
+            b.finish_and_clear();
+            self.multi.remove(b);
+            self.multi.suspend(|| eprintln!("{}: {msg}", self.label));
         } else if self.lines {
             eprintln!("{}: {msg}", self.label);
         }
     }
+}
+
+/// Columns of the terminal on stderr; 0 when it is not a terminal or its
+/// size is unknown (a serial console), where bars cannot be drawn right.
+fn terminal_width() -> u16 {
+    let err = std::io::stderr();
+    if !err.is_terminal() {
+        return 0;
+    }
+    rustix::termios::tcgetwinsize(&err).map_or(0, |w| w.ws_col)
 }
