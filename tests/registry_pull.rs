@@ -222,6 +222,35 @@ fn pull_by_digest_records_the_repo_digest() {
         imgs.stdout
     );
     c.assert_image(&r, &img);
+    // rmi of the last tag of another repository keeps the image, which the
+    // digest reference still names (Docker's rule); rmi of the reference
+    // itself then deletes it.
+    c.run(&["tag", &r, "chk:1"]).ok();
+    let out = c.run(&["rmi", "chk:1"]).ok();
+    assert_eq!(out.stdout.trim(), "Untagged: chk:1");
+    assert_eq!(c.env.inspect(&r)["Id"], img.id());
+    let out = c.run(&["rmi", &r]).ok();
+    assert!(
+        out.stdout.contains(&format!("Deleted: {}", img.id())),
+        "{}",
+        out.stdout
+    );
+    // Pulled by tag too: the last tag of the repository takes its digest
+    // reference with it.
+    let tagged = format!("{}/dig/img:t", fs.host());
+    c.run(&["pull", &r]).ok();
+    c.run(&["pull", &tagged]).ok();
+    let out = c.run(&["rmi", &tagged]).ok();
+    assert!(
+        out.stdout.contains(&format!("Untagged: {r}")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!("Deleted: {}", img.id())),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

@@ -214,6 +214,33 @@ impl Engine {
         self.store.save()
     }
 
+    /// After the last tag of repository `repo` left image `id`, its digest
+    /// references in that repository go too, as in Docker; digest
+    /// references of other repositories stay (and keep the image).
+    fn drop_orphan_digests(&mut self, id: &Digest, repo: &str) -> Vec<String> {
+        let tag_left = self
+            .store
+            .state
+            .tags_of(id)
+            .iter()
+            .any(|t| Reference::parse(t).is_ok_and(|x| x.name() == repo));
+        let Some(img) = self.store.state.images.get_mut(id).filter(|_| !tag_left) else {
+            return Vec::new();
+        };
+        let gone: Vec<String> = img
+            .repo_digests
+            .iter()
+            .filter(|d| d.split('@').next() == Some(repo))
+            .cloned()
+            .collect();
+        gone.iter()
+            .map(|d| {
+                img.repo_digests.remove(d);
+                format!("Untagged: {}", familiar(d))
+            })
+            .collect()
+    }
+
     /// Removes one image name, Docker's way. Returns `Untagged:`/`Deleted:` lines.
     ///
     /// # Errors
@@ -244,6 +271,7 @@ impl Engine {
             } else {
                 self.store.state.tags.remove(&r.to_string());
                 lines.push(format!("Untagged: {}", r.familiar()));
+                lines.extend(self.drop_orphan_digests(&id, &r.name()));
             }
             let still_named = !self.store.state.tags_of(&id).is_empty()
                 || self
@@ -251,7 +279,7 @@ impl Engine {
                     .state
                     .images
                     .get(&id)
-                    .is_some_and(|i| !i.repo_digests.is_empty() && r.digest().is_some());
+                    .is_some_and(|i| !i.repo_digests.is_empty());
             if still_named || !self.store.state.children_of(&id).is_empty() {
                 self.store.save()?;
                 return Ok(lines);
@@ -266,11 +294,6 @@ impl Engine {
                 return Ok(lines);
             }
             self.store.save()?;
-            if let Some(img) = self.store.state.images.get(&id) {
-                for d in &img.repo_digests {
-                    lines.push(format!("Untagged: {}", familiar(d)));
-                }
-            }
             lines.extend(self.delete_image(&id)?);
             return Ok(lines);
         }
