@@ -30,11 +30,10 @@ export THINSNAP_AUTH_FILE="$T_STATE/auth.json"
 
 on() { _r=$1; shift; thinsnap --driver devmapper --root "$_r" "$@"; }
 # reg ROOT pull|push ...: the same with the progress display (stderr) in
-# $W/progress. Kept off the console: stderr there is a terminal, so it would
-# get indicatif's bars, whose last line is padded to the width but not
-# newline-terminated (the serial console's size is 0x0): the next @@ marker
-# would land on that line and the host would not see it. In a file it is one
-# plain line per event, which the tests read.
+# $W/progress, one plain line per event, which the tests read. It is kept off
+# the console, which is a terminal: before 2969d36 the bars drawn there left
+# their last line without a newline, and the next @@ marker, landing on that
+# line, was lost to the host.
 reg() { _r=$1; shift; on "$_r" "$@" 2>"$W/progress"; }
 prog() { tr '\n' '|' <"$W/progress" | head -c 600; }
 used_of() { ROOT=$1 status_num data_space used; }
@@ -337,10 +336,10 @@ all_gone() {
 # 8. rm and rmi everything; each pool back to where it started.
 t_rm_rmi_back_to_start() {
     must on "$R3" rm -f chk >/dev/null
-    # The digest reference first: thinsnap deletes an image when its last
-    # tag goes, even while a digest reference of another repository is left
-    # (Docker keeps it then, listed as REPO <none> DIGEST), so this order
-    # removes everything with either behaviour.
+    # The digest reference first, then the tags: the image goes with the
+    # last name. (Before 522cac3, removing the last tag deleted the image
+    # even while a digest reference of another repository was left; this
+    # order does not depend on that rule.)
     must on "$R3" rmi "$REG/app@$(got d2)" checked:v2 "$REG/copy:v2" >/dev/null
     assert_eq "$(on "$R3" images -aq | wc -l)" 0 "images left in r3"
     must on "$R2" rm -f c1 >/dev/null
