@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest as _, Sha256};
 
-use super::client::{read_limited, Client, Req};
+use super::client::Client;
+use super::http::{read_limited, Req};
 use super::progress::Task;
 use super::{RegistryError, Result, MAX_MANIFEST};
 use crate::engine::blobs::BlobStore;

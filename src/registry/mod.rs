@@ -10,6 +10,7 @@ pub mod client;
 pub mod credentials;
 pub mod error;
 pub mod fetch;
+pub mod http;
 pub mod progress;
 pub mod pull;
 pub mod push;

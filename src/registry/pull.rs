@@ -8,9 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 
-use super::client::{read_limited, Client, Req};
+use super::client::Client;
 use super::credentials::AuthFile;
 use super::fetch::{fetch_blob, fetch_manifest, ManifestDoc, ManifestKind};
+use super::http::{read_limited, Req};
 use super::progress::Progress;
 use super::{Options, RegistryError, Result};
 use crate::engine::blobs::MAX_JSON;

@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 
-use super::client::{encode, Client, Payload, Req};
+use super::client::Client;
 use super::credentials::AuthFile;
 use super::fetch::{parse_manifest, ManifestKind};
+use super::http::{encode, Payload, Req};
 use super::progress::Progress;
 use super::{Options, RegistryError, Result};
 use crate::engine::digest::{Digest, DigestWriter};
