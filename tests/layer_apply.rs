@@ -11,7 +11,9 @@ use std::path::Path;
 
 use common::{gzip, is_root, xattrs, Fields, Raw};
 use thinsnap::engine::digest::Digest;
-use thinsnap::engine::layer::{apply_layer, diff_id_of, ApplyOptions, ApplyStats};
+use thinsnap::engine::layer::{
+    apply_layer, apply_layer_verified, diff_id_of, ApplyOptions, ApplyStats,
+};
 
 fn apply(root: &Path, tar: &[u8]) -> ApplyStats {
     apply_layer(root, tar, &ApplyOptions::default()).unwrap()
@@ -198,6 +200,32 @@ fn compressed_layers_and_diff_ids() {
         );
         assert_eq!(fs::read(t.path().join("d/f")).unwrap().len(), 40000);
     }
+}
+
+#[test]
+fn verified_blobs_skip_only_the_hash_of_plain_streams() {
+    let tar = Raw::new()
+        .dir("d")
+        .file("d/f", &b"content ".repeat(5000))
+        .finish();
+    let mut trailing = tar.clone();
+    trailing.extend_from_slice(&[0u8; 8192]);
+    for (input, plain) in [(tar.clone(), &tar), (trailing.clone(), &trailing)] {
+        let t = tempfile::tempdir().unwrap();
+        let blob = Digest::of(&input);
+        let opts = ApplyOptions::default();
+        let stats = apply_layer_verified(t.path(), &input[..], &opts, &blob).unwrap();
+        assert_eq!(stats.diff_id, Digest::of(plain));
+        assert_eq!(stats.size, plain.len() as u64, "every byte is still read");
+        assert_eq!(fs::read(t.path().join("d/f")).unwrap().len(), 40000);
+    }
+    // A compressed blob's digest is not its diffID: that is computed.
+    let gz = gzip(&tar);
+    let t = tempfile::tempdir().unwrap();
+    let opts = ApplyOptions::default();
+    let stats = apply_layer_verified(t.path(), &gz[..], &opts, &Digest::of(&gz)).unwrap();
+    assert_eq!(stats.diff_id, Digest::of(&tar));
+    assert_eq!(stats.size, tar.len() as u64);
 }
 
 #[test]

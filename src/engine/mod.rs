@@ -363,10 +363,13 @@ impl Engine {
     fn apply_blob(&mut self, key: &str, blob: &BlobRef) -> Result<(Digest, u64)> {
         let dir = self.snap.path(key)?;
         let f = self.blobs.open_blob(&blob.digest)?;
-        let stats = layer::apply::apply_layer(
+        // A stored blob's content has its digest (checked as it was
+        // written): an uncompressed one is not hashed again for its diff id.
+        let stats = layer::apply::apply_layer_verified(
             &dir,
             std::io::BufReader::new(f),
             &layer::apply::ApplyOptions::default(),
+            &blob.digest,
         )
         .map_err(|e| EngineError::Layer {
             layer: blob.digest.to_string(),

@@ -17,7 +17,7 @@ use std::path::Path;
 use rustix::fs::{self as rfs, Mode};
 use rustix::io::Errno;
 
-use super::compress::{decompress, read_error, Limited};
+use super::compress::{decompress_detect, read_error, Limited};
 use super::error::{LayerError, Limit};
 use super::fsops::{self, kind, lstat_at};
 use super::meta::{Kind, Mtime};
@@ -94,10 +94,43 @@ pub fn apply_layer(
     reader: impl Read,
     opts: &ApplyOptions,
 ) -> Result<ApplyStats, LayerError> {
+    apply(root, reader, opts, None)
+}
+
+/// [`apply_layer`] of bytes whose sha256 the caller has already verified
+/// to be `digest` (a blob read back from the content-addressed store,
+/// whose file name is the digest of its content, checked when it was
+/// written). When those bytes are an uncompressed tar, they are the
+/// uncompressed stream, so `digest` is its diffID and is not computed a
+/// second time; a compressed blob's diffID is computed as usual. Every
+/// byte is still read to the end.
+///
+/// # Errors
+/// As [`apply_layer`].
+pub fn apply_layer_verified(
+    root: &Path,
+    reader: impl Read,
+    opts: &ApplyOptions,
+    digest: &Digest,
+) -> Result<ApplyStats, LayerError> {
+    apply(root, reader, opts, Some(digest))
+}
+
+fn apply(
+    root: &Path,
+    reader: impl Read,
+    opts: &ApplyOptions,
+    verified: Option<&Digest>,
+) -> Result<ApplyStats, LayerError> {
     let root_fd = Root::open(root)
         .map_err(|e| LayerError::fs("open the root", root.as_os_str().as_bytes(), e))?;
-    let stream = Limited::new(decompress(reader)?, opts.max_uncompressed);
-    let buffered = BufReader::with_capacity(1 << 16, DigestReader::new(stream));
+    let (stream, compressed) = decompress_detect(reader)?;
+    let stream = Limited::new(stream, opts.max_uncompressed);
+    let tally = match verified.filter(|_| !compressed) {
+        Some(d) => Tally::Count(stream, 0, d.clone()),
+        None => Tally::Hash(DigestReader::new(stream)),
+    };
+    let buffered = BufReader::with_capacity(1 << 16, tally);
     let mut tar = TarReader::new(buffered, opts.max_pax_bytes);
     let mut app = Applier::new(root_fd, opts);
     while let Some(entry) = tar.next_entry()? {
@@ -109,7 +142,10 @@ pub fn apply_layer(
     // Whatever follows the end marker is part of the diffID too.
     let mut rest = tar.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(read_error)?;
-    let (diff_id, size) = rest.into_inner().finish();
+    let (diff_id, size) = match rest.into_inner() {
+        Tally::Hash(h) => h.finish(),
+        Tally::Count(_, n, d) => (d, n),
+    };
     let c = app.counts;
     Ok(ApplyStats {
         diff_id,
@@ -119,6 +155,27 @@ pub fn apply_layer(
         skipped_devices: c.skipped_devices,
         skipped_xattrs: c.skipped_xattrs,
     })
+}
+
+/// The layer stream, hashed for its diffID, or only counted when the
+/// diffID is already known ([`apply_layer_verified`]).
+enum Tally<R> {
+    Hash(DigestReader<R>),
+    /// The stream, bytes read so far, and the diffID known beforehand.
+    Count(R, u64, Digest),
+}
+
+impl<R: Read> Read for Tally<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Tally::Hash(h) => h.read(buf),
+            Tally::Count(r, n, _) => {
+                let k = r.read(buf)?;
+                *n += k as u64;
+                Ok(k)
+            }
+        }
+    }
 }
 
 /// The state of one application.

@@ -21,7 +21,18 @@ const BZIP2: &[u8] = b"BZh";
 /// [`LayerError::Read`] if the first bytes cannot be read;
 /// [`LayerError::Unsupported`] for xz and bzip2, which would need a
 /// decompressor this crate does not link.
-pub(crate) fn decompress<'a, R: Read + 'a>(mut r: R) -> Result<Box<dyn Read + 'a>, LayerError> {
+pub(crate) fn decompress<'a, R: Read + 'a>(r: R) -> Result<Box<dyn Read + 'a>, LayerError> {
+    decompress_detect(r).map(|(stream, _)| stream)
+}
+
+/// [`decompress`], also saying whether a decompressor was put in between
+/// (false: the stream yields exactly the bytes of `r`).
+///
+/// # Errors
+/// As [`decompress`].
+pub(crate) fn decompress_detect<'a, R: Read + 'a>(
+    mut r: R,
+) -> Result<(Box<dyn Read + 'a>, bool), LayerError> {
     let mut head = [0u8; 4];
     let mut n = 0;
     while n < head.len() {
@@ -36,11 +47,11 @@ pub(crate) fn decompress<'a, R: Read + 'a>(mut r: R) -> Result<Box<dyn Read + 'a
     let stream = io::Cursor::new(head.to_vec()).chain(r);
     if head.starts_with(GZIP) {
         // Multi-member, as Go's gzip reader (and so every registry) reads.
-        return Ok(Box::new(flate2::read::MultiGzDecoder::new(stream)));
+        return Ok((Box::new(flate2::read::MultiGzDecoder::new(stream)), true));
     }
     if head.starts_with(ZSTD) {
         let d = zstd::stream::read::Decoder::new(stream).map_err(LayerError::Read)?;
-        return Ok(Box::new(d));
+        return Ok((Box::new(d), true));
     }
     for (magic, name) in [(XZ, "xz compression"), (BZIP2, "bzip2 compression")] {
         if head.starts_with(magic) {
@@ -50,7 +61,7 @@ pub(crate) fn decompress<'a, R: Read + 'a>(mut r: R) -> Result<Box<dyn Read + 'a
             });
         }
     }
-    Ok(Box::new(stream))
+    Ok((Box::new(stream), false))
 }
 
 /// The marker inside the `io::Error` a [`Limited`] reader returns, so the

@@ -22,7 +22,7 @@ mod tarwrite;
 mod walk;
 mod whiteout;
 
-pub use apply::{apply_layer, ApplyOptions, ApplyStats};
+pub use apply::{apply_layer, apply_layer_verified, ApplyOptions, ApplyStats};
 pub use compress::diff_id_of;
 pub use diff::{changes, write_layer, write_tree, Change, LayerInfo};
 pub use error::{LayerError, Limit, Refusal};
