@@ -64,8 +64,7 @@ enum Op {
 /// # Errors
 /// [`LayerError::Fs`] if a tree cannot be read.
 pub fn changes(lower: Option<&Path>, upper: &Path) -> Result<Vec<Change>, LayerError> {
-    let low = lower.map(Tree::read).transpose()?;
-    let up = Tree::read(upper)?;
+    let (low, up) = read_pair(lower, upper)?;
     let ops = compute(low.as_ref(), &up);
     Ok(ops
         .into_iter()
@@ -92,9 +91,15 @@ pub fn write_layer(
     upper: &Path,
     out: impl Write,
 ) -> Result<LayerInfo, LayerError> {
-    let low = lower.map(Tree::read).transpose()?;
-    let up = Tree::read(upper)?;
+    let (low, mut up) = read_pair(lower, upper)?;
     let ops = compute(low.as_ref(), &up);
+    // Entries are written with their xattrs (directories above a change
+    // may not have had them read yet).
+    for (rel, op) in &ops {
+        if *op != Op::Deleted {
+            up.read_xattrs(rel)?;
+        }
+    }
     // Whiteout names sort differently from the paths they delete.
     let mut items: Vec<(Vec<u8>, Option<&Node>)> = ops
         .iter()
@@ -130,6 +135,60 @@ pub fn write_tree(root: &Path, out: impl Write) -> Result<LayerInfo, LayerError>
     }
     let (diff_id, size) = w.finish()?;
     Ok(LayerInfo { diff_id, size })
+}
+
+/// Reads `lower` and `upper` for a diff. xattrs are read only for nodes
+/// that may have changed: a node of `upper` whose inode number, type,
+/// mode, owner, group, size, mtime, ctime, link count, device number and
+/// symlink target all equal those of the same path in `lower` is
+/// unchanged, xattrs included, and neither side's xattrs are read.
+///
+/// Why that is sound: `upper` is a snapshot (a block-level copy) of
+/// `lower`'s filesystem, so an unchanged path has the same inode number
+/// in both. Every change of an inode's xattrs (or owner, mode, contents,
+/// links) sets its ctime to the current time, and userspace cannot set a
+/// ctime. `lower` is a committed layer, frozen before the snapshot was
+/// taken, so a change made in `upper` afterwards leaves a ctime that is
+/// later than any in `lower`, unless the clock was set back to the very
+/// nanosecond of the old ctime. A path removed and made again in `upper`
+/// gets a new ctime too, even if it reuses the inode number. Filesystems
+/// with whole-second timestamps (nanoseconds all 0) do not give that
+/// guarantee within a second, so for them xattrs are always compared.
+/// Trees that are not related that way simply have different inode
+/// numbers or ctimes, and everything is compared.
+fn read_pair(lower: Option<&Path>, upper: &Path) -> Result<(Option<Tree>, Tree), LayerError> {
+    let Some(lower) = lower else {
+        return Ok((None, Tree::read(upper)?));
+    };
+    let mut low = Tree::read_with(lower, false)?;
+    let mut up = Tree::read_with(upper, false)?;
+    let need: Vec<Vec<u8>> = up
+        .nodes
+        .iter()
+        .filter(|(p, u)| !p.is_empty() && !low.nodes.get(*p).is_some_and(|l| same_inode(l, u)))
+        .map(|(p, _)| p.clone())
+        .collect();
+    for p in &need {
+        up.read_xattrs(p)?;
+        low.read_xattrs(p)?;
+    }
+    Ok((Some(low), up))
+}
+
+/// Whether two stats show the same, unchanged inode (see [`read_pair`]).
+fn same_inode(a: &Node, b: &Node) -> bool {
+    a.ino == b.ino
+        && a.kind == b.kind
+        && a.mode == b.mode
+        && a.uid == b.uid
+        && a.gid == b.gid
+        && a.size == b.size
+        && a.mtime == b.mtime
+        && a.ctime == b.ctime
+        && a.ctime.nanos != 0
+        && a.nlink == b.nlink
+        && a.rdev == b.rdev
+        && a.target == b.target
 }
 
 fn is_dir(n: Option<&Node>) -> bool {
@@ -270,12 +329,14 @@ mod tests {
             gid: 0,
             size: 0,
             mtime: Mtime { secs: 1, nanos: 0 },
+            ctime: Mtime { secs: 1, nanos: 7 },
             rdev: (0, 0),
             dev: 1,
             ino: 1,
             nlink: 1,
             target: Vec::new(),
             xattrs: Vec::new(),
+            xattrs_read: true,
         }
     }
 
@@ -306,5 +367,26 @@ mod tests {
         let mut h = f.clone();
         h.xattrs.push((b"user.x".to_vec(), Vec::new()));
         assert!(differs(&f, &h));
+    }
+
+    #[test]
+    fn same_inode_needs_every_stat_field_and_a_fine_ctime() {
+        let a = node(Kind::File);
+        assert!(same_inode(&a, &a.clone()));
+        let mut b = a.clone();
+        b.ctime.nanos = 8;
+        assert!(!same_inode(&a, &b), "ctime");
+        let mut b = a.clone();
+        b.ino = 2;
+        assert!(!same_inode(&a, &b), "inode number");
+        let mut b = a.clone();
+        b.nlink = 2;
+        assert!(!same_inode(&a, &b), "links");
+        let mut c = a.clone();
+        c.ctime.nanos = 0;
+        assert!(
+            !same_inode(&c, &c.clone()),
+            "whole-second ctimes prove nothing"
+        );
     }
 }

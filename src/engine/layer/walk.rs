@@ -29,6 +29,9 @@ pub(crate) struct Node {
     pub gid: u32,
     pub size: u64,
     pub mtime: Mtime,
+    /// Status change time: any change to the inode (owner, mode, xattrs,
+    /// contents, links) sets it to the current time.
+    pub ctime: Mtime,
     /// Device number (major, minor) of a device node.
     pub rdev: (u32, u32),
     /// Identity for hardlink detection.
@@ -37,8 +40,11 @@ pub(crate) struct Node {
     pub nlink: u64,
     /// Symlink target.
     pub target: Vec<u8>,
-    /// Sorted by name.
+    /// Sorted by name; empty until read when the tree was read without
+    /// xattrs (see [`Tree::read_xattrs`]).
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Whether `xattrs` has been read.
+    pub xattrs_read: bool,
 }
 
 impl Node {
@@ -61,6 +67,10 @@ impl Node {
                 secs: st.st_mtime as i64,
                 nanos: st.st_mtime_nsec as u32,
             },
+            ctime: Mtime {
+                secs: st.st_ctime as i64,
+                nanos: st.st_ctime_nsec as u32,
+            },
             rdev: match kind {
                 Kind::Char | Kind::Block => (rfs::major(rdev), rfs::minor(rdev)),
                 _ => (0, 0),
@@ -70,6 +80,7 @@ impl Node {
             nlink: st.st_nlink as u64,
             target: Vec::new(),
             xattrs: Vec::new(),
+            xattrs_read: false,
         })
     }
 }
@@ -86,7 +97,7 @@ fn fs_err<'a>(op: &'static str, rel: &'a [u8]) -> impl FnOnce(std::io::Error) ->
 }
 
 impl Tree {
-    /// Reads the tree under `path`.
+    /// Reads the tree under `path`, with every node's xattrs.
     ///
     /// Precondition: the tree is not being modified meanwhile.
     ///
@@ -94,23 +105,71 @@ impl Tree {
     /// [`LayerError::Fs`] if any directory, symlink or xattr list cannot
     /// be read.
     pub(crate) fn read(path: &Path) -> Result<Tree, LayerError> {
+        Tree::read_with(path, true)
+    }
+
+    /// Reads the tree under `path`; with `xattrs` false no node's xattrs
+    /// are read (read them with [`Tree::read_xattrs`] where needed).
+    ///
+    /// # Errors
+    /// As [`Tree::read`].
+    pub(crate) fn read_with(path: &Path, xattrs: bool) -> Result<Tree, LayerError> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let root = rfs::open(path, flags, Mode::empty())
             .map_err(|e| LayerError::fs("open", path.as_os_str().as_bytes(), e))?;
         let st = rfs::fstat(&root).map_err(|e| LayerError::fs("stat", b".", e))?;
         let mut top = Node::from_stat(&st).expect("an opened directory has a known type");
-        top.xattrs = xattrs_at(&root, b"").map_err(fs_err("list xattrs of", b"."))?;
+        if xattrs {
+            top.xattrs = xattrs_at(&root, b"").map_err(fs_err("list xattrs of", b"."))?;
+            top.xattrs_read = true;
+        }
         let mut nodes = BTreeMap::new();
         nodes.insert(Vec::new(), top);
         let mut tree = Tree { root, nodes };
         let mut pending = vec![Vec::new()];
         while let Some(rel) = pending.pop() {
-            tree.read_dir(&rel, &mut pending)?;
+            tree.read_dir(&rel, &mut pending, xattrs)?;
         }
         Ok(tree)
     }
 
-    fn read_dir(&mut self, rel: &[u8], pending: &mut Vec<Vec<u8>>) -> Result<(), LayerError> {
+    /// Reads the xattrs of node `rel` if they have not been read yet.
+    ///
+    /// # Errors
+    /// [`LayerError::Fs`] if the node's directory or xattrs cannot be read.
+    pub(crate) fn read_xattrs(&mut self, rel: &[u8]) -> Result<(), LayerError> {
+        let Some(node) = self.nodes.get(rel) else {
+            return Ok(());
+        };
+        if node.xattrs_read {
+            return Ok(());
+        }
+        let xattrs = if node.kind == Kind::Socket {
+            Vec::new()
+        } else if rel.is_empty() {
+            xattrs_at(&self.root, b"").map_err(fs_err("list xattrs of", b"."))?
+        } else {
+            let (parent, name) = match rel.iter().rposition(|b| *b == b'/') {
+                Some(i) => (&rel[..i], &rel[i + 1..]),
+                None => (&[][..], rel),
+            };
+            let dir = open_beneath(&self.root, parent, OFlags::RDONLY | OFlags::DIRECTORY)
+                .map_err(fs_err("open directory", parent))?;
+            xattrs_at(&dir, name).map_err(fs_err("list xattrs of", rel))?
+        };
+        if let Some(node) = self.nodes.get_mut(rel) {
+            node.xattrs = xattrs;
+            node.xattrs_read = true;
+        }
+        Ok(())
+    }
+
+    fn read_dir(
+        &mut self,
+        rel: &[u8],
+        pending: &mut Vec<Vec<u8>>,
+        xattrs: bool,
+    ) -> Result<(), LayerError> {
         let dir = open_beneath(&self.root, rel, OFlags::RDONLY | OFlags::DIRECTORY)
             .map_err(fs_err("open directory", rel))?;
         for name in list_names(&dir).map_err(fs_err("list", rel))? {
@@ -129,8 +188,12 @@ impl Tree {
                     .map_err(|e| LayerError::fs("read link", &path, e))?
                     .into_bytes();
             }
-            if node.kind != Kind::Socket {
-                node.xattrs = xattrs_at(&dir, &name).map_err(fs_err("list xattrs of", &path))?;
+            if xattrs {
+                if node.kind != Kind::Socket {
+                    node.xattrs =
+                        xattrs_at(&dir, &name).map_err(fs_err("list xattrs of", &path))?;
+                }
+                node.xattrs_read = true;
             }
             if node.kind == Kind::Dir {
                 pending.push(path.clone());
