@@ -12,7 +12,7 @@ use ureq::http::Response;
 
 use super::auth::{may_send_credentials, Challenge, Token, TokenResponse};
 use super::credentials::Credentials;
-use super::http::{encode, error_detail, read_small, FileSlice};
+use super::http::{encode, error_detail, header, read_limited, read_small, FileSlice};
 use super::http::{Payload, Req};
 use super::{tls, Options, RegistryError, Result};
 
@@ -242,11 +242,7 @@ impl Client {
         if resp.status().as_u16() != 401 {
             return Ok(resp);
         }
-        let challenge = resp
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .and_then(Challenge::parse);
+        let challenge = header(&resp, "www-authenticate").and_then(|v| Challenge::parse(&v));
         match challenge {
             Some(ch) if ch.scheme == "basic" && self.creds.is_none() => Ok(resp),
             Some(ch) => {
@@ -265,12 +261,37 @@ impl Client {
     /// [`RegistryError::Unauthorized`], [`RegistryError::NotFound`],
     /// [`RegistryError::Status`], transport errors after the retries.
     pub fn request(&self, req: &Req<'_>, what: &str) -> Result<Response<ureq::Body>> {
+        self.retrying(|| self.checked(req, what))
+    }
+
+    /// [`Client::exchange`], an error status made an error naming `what`.
+    fn checked(&self, req: &Req<'_>, what: &str) -> Result<Response<ureq::Body>> {
+        let resp = self.exchange(req)?;
+        if resp.status().as_u16() >= 400 {
+            return Err(self.status_error(req, resp, what));
+        }
+        Ok(resp)
+    }
+
+    /// A whole small document (manifest, config): the request and the
+    /// reading of its body are retried together, since a body cut short is
+    /// as transient as a failed request. Returns the response's
+    /// `Content-Type` (without parameters), `Docker-Content-Digest`, and body.
+    ///
+    /// # Errors
+    /// As [`Client::request`], and [`RegistryError::TooLarge`] past `limit`.
+    pub fn fetch_small(
+        &self,
+        req: &Req<'_>,
+        what: &str,
+        limit: u64,
+    ) -> Result<(String, Option<String>, Vec<u8>)> {
         self.retrying(|| {
-            let resp = self.exchange(req)?;
-            if resp.status().as_u16() >= 400 {
-                return Err(self.status_error(req, resp, what));
-            }
-            Ok(resp)
+            let resp = self.checked(req, what)?;
+            let ct = header(&resp, "content-type").unwrap_or_default();
+            let ct = ct.split(';').next().unwrap_or("").trim().to_string();
+            let dcd = header(&resp, "docker-content-digest");
+            Ok((ct, dcd, read_limited(resp, limit, what)?))
         })
     }
 
@@ -314,11 +335,7 @@ impl Client {
         what: &str,
     ) -> RegistryError {
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let retry_after = header(&resp, "retry-after").and_then(|v| v.trim().parse::<u64>().ok());
         let detail = if req.method == "HEAD" {
             String::new()
         } else {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sha2::{Digest as _, Sha256};
 
 use super::client::Client;
-use super::http::{read_limited, Req};
+use super::http::{header, Req};
 use super::progress::Task;
 use super::{RegistryError, Result, MAX_MANIFEST};
 use crate::engine::blobs::BlobStore;
@@ -138,22 +138,7 @@ pub fn fetch_manifest(
     let req = Req::new("GET", client.url(&format!("/v2/{repo}/manifests/{target}")))
         .header("Accept", ACCEPT);
     let what = format!("manifest {shown}");
-    let (bytes, header_type, header_digest) = client.retrying(|| {
-        let resp = client.exchange(&req)?;
-        if resp.status().as_u16() >= 400 {
-            return Err(client.status_error(&req, resp, &what));
-        }
-        let header = |n: &str| {
-            resp.headers()
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let ct = header("content-type").unwrap_or_default();
-        let ct = ct.split(';').next().unwrap_or("").trim().to_string();
-        let dcd = header("docker-content-digest");
-        Ok((read_limited(resp, MAX_MANIFEST, &what)?, ct, dcd))
-    })?;
+    let (header_type, header_digest, bytes) = client.fetch_small(&req, &what, MAX_MANIFEST)?;
     let digest = Digest::of(&bytes);
     if let Some(want) = expected.filter(|w| **w != digest) {
         return Err(RegistryError::DigestMismatch {
@@ -211,7 +196,7 @@ fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
 
 /// The first byte of a `Content-Range: bytes START-END/TOTAL` answer.
 fn range_start(resp: &ureq::http::Response<ureq::Body>) -> Option<u64> {
-    let v = resp.headers().get("content-range")?.to_str().ok()?;
+    let v = header(resp, "content-range")?;
     v.trim()
         .strip_prefix("bytes ")?
         .split('-')

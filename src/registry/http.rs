@@ -101,6 +101,14 @@ impl<'a> Req<'a> {
     }
 }
 
+/// A response header as text (absent or not valid text: `None`).
+pub fn header(resp: &Response<ureq::Body>, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 /// Reads a small body (error text, token, manifest-sized documents).
 ///
 /// # Errors
@@ -115,11 +123,7 @@ pub fn read_small(resp: Response<ureq::Body>, what: &str) -> Result<Vec<u8>> {
 /// [`RegistryError::TooLarge`], [`RegistryError::Transport`] when the
 /// connection fails while reading.
 pub fn read_limited(resp: Response<ureq::Body>, limit: u64, what: &str) -> Result<Vec<u8>> {
-    let declared = resp
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = header(&resp, "content-length").and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(RegistryError::TooLarge {
             what: what.to_string(),

@@ -11,7 +11,7 @@ use std::sync::{mpsc, Mutex};
 use super::client::Client;
 use super::credentials::AuthFile;
 use super::fetch::{fetch_blob, fetch_manifest, ManifestDoc, ManifestKind};
-use super::http::{read_limited, Req};
+use super::http::Req;
 use super::progress::Progress;
 use super::{Options, RegistryError, Result};
 use crate::engine::blobs::MAX_JSON;
@@ -143,13 +143,7 @@ fn fetch_config(client: &Client, repo: &str, d: &Descriptor) -> Result<Vec<u8>> 
     }
     let req = Req::new("GET", client.url(&format!("/v2/{repo}/blobs/{}", d.digest)));
     let what = format!("image config {}", d.digest);
-    let bytes = client.retrying(|| {
-        let resp = client.exchange(&req)?;
-        if resp.status().as_u16() >= 400 {
-            return Err(client.status_error(&req, resp, &what));
-        }
-        read_limited(resp, MAX_JSON, &what)
-    })?;
+    let (_, _, bytes) = client.fetch_small(&req, &what, MAX_JSON)?;
     let got = Digest::of(&bytes);
     if got != d.digest {
         return Err(RegistryError::DigestMismatch {

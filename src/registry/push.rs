@@ -12,7 +12,7 @@ use std::io::Write;
 use super::client::Client;
 use super::credentials::AuthFile;
 use super::fetch::{parse_manifest, ManifestKind};
-use super::http::{encode, Payload, Req};
+use super::http::{encode, header, Payload, Req};
 use super::progress::Progress;
 use super::{Options, RegistryError, Result};
 use crate::engine::digest::{Digest, DigestWriter};
@@ -262,11 +262,8 @@ pub fn push(
         .header("Content-Type", plan.media_type.clone())
         .body(Payload::Bytes(&plan.bytes));
     let resp = client.request(&req, &format!("repository {}", r.name()))?;
-    if let Some(said) = resp
-        .headers()
-        .get("docker-content-digest")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<Digest>().ok())
+    if let Some(said) =
+        header(&resp, "docker-content-digest").and_then(|v| v.parse::<Digest>().ok())
     {
         if said != plan.digest {
             return Err(RegistryError::DigestMismatch {
@@ -359,19 +356,13 @@ fn start_upload(
     let req = Req::new("POST", client.url(&path));
     let resp = client.request(&req, &format!("repository {repo}"))?;
     let status = resp.status().as_u16();
-    let header = |n: &str| {
-        resp.headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let min = header("oci-chunk-min-length")
+    let min = header(&resp, "oci-chunk-min-length")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     if status == 201 {
         return Ok((201, String::new(), min));
     }
-    let loc = header("location").ok_or_else(|| RegistryError::Protocol {
+    let loc = header(&resp, "location").ok_or_else(|| RegistryError::Protocol {
         registry: client.registry().to_string(),
         reason: format!("upload to {repo} started without a Location"),
     })?;
@@ -419,11 +410,7 @@ fn upload(
                 sent,
             });
         let resp = client.exchange(&req)?;
-        let next = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(|l| client.resolve_location(l));
+        let next = header(&resp, "location").map(|l| client.resolve_location(&l));
         expect(client, &req, resp, 202, &what)?;
         if let Some(l) = next {
             loc = l;
