@@ -171,14 +171,21 @@ fn same_owner_off_keeps_our_ids() {
     assert_eq!(md.uid(), rustix::process::geteuid().as_raw());
 }
 
-#[test]
-fn compressed_layers_and_diff_ids() {
+/// A layer with `d/f` (40000 bytes), and the same followed by 8 KiB of
+/// zeros after its end marker (which the diffID covers too).
+fn content_tars() -> (Vec<u8>, Vec<u8>) {
     let tar = Raw::new()
         .dir("d")
         .file("d/f", &b"content ".repeat(5000))
         .finish();
     let mut trailing = tar.clone();
     trailing.extend_from_slice(&[0u8; 8192]);
+    (tar, trailing)
+}
+
+#[test]
+fn compressed_layers_and_diff_ids() {
+    let (tar, trailing) = content_tars();
     let zst = zstd::stream::encode_all(&tar[..], 3).unwrap();
     for (input, plain) in [
         (tar.clone(), &tar),
@@ -204,12 +211,7 @@ fn compressed_layers_and_diff_ids() {
 
 #[test]
 fn verified_blobs_skip_only_the_hash_of_plain_streams() {
-    let tar = Raw::new()
-        .dir("d")
-        .file("d/f", &b"content ".repeat(5000))
-        .finish();
-    let mut trailing = tar.clone();
-    trailing.extend_from_slice(&[0u8; 8192]);
+    let (tar, trailing) = content_tars();
     for (input, plain) in [(tar.clone(), &tar), (trailing.clone(), &trailing)] {
         let t = tempfile::tempdir().unwrap();
         let blob = Digest::of(&input);
