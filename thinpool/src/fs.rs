@@ -4,11 +4,11 @@
 //! namespaces and keep devices busy (Docker's "device is busy" pain).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::error::{Error, Result};
+use crate::tool::run;
 
 /// Filesystem kinds a device may carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -51,23 +51,6 @@ impl FsKind {
             FsKind::Xfs => &["nouuid"],
         }
     }
-}
-
-fn run(tool: &str, args: &[&str]) -> Result<()> {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .map_err(|source| Error::Tool {
-            tool: tool.to_string(),
-            source,
-        })?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(Error::Tool {
-        tool: format!("{tool} {}", args.join(" ")),
-        source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-    })
 }
 
 /// Makes a filesystem on `dev`. ext4 gets Docker's options (no discard at

@@ -16,6 +16,7 @@ pub mod sparse;
 pub mod status;
 pub mod store;
 mod sys;
+mod tool;
 pub mod units;
 
 pub use error::{Error, Result};

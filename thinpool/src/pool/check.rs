@@ -5,13 +5,13 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::Command;
 
 use serde::Serialize;
 
 use super::{Pool, RecoveryReport};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::{Backing, DeviceState};
+use crate::tool::output;
 use crate::units::ThinId;
 
 /// What `pool check` found.
@@ -53,21 +53,6 @@ pub fn parse_dump_ids(xml: &str) -> Vec<u32> {
         .collect()
 }
 
-fn run(tool: &str, args: &[&str]) -> Result<(bool, String, String)> {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .map_err(|source| Error::Tool {
-            tool: tool.to_string(),
-            source,
-        })?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
 impl Pool {
     fn metadata_path(&self, live: bool) -> Result<PathBuf> {
         match &self.rec.backing {
@@ -83,7 +68,7 @@ impl Pool {
     /// Checks the pool. `tools` runs thin-provisioning-tools as well.
     ///
     /// # Errors
-    /// Kernel errors, or [`Error::Tool`] when a tool cannot be started.
+    /// Kernel errors, or [`crate::Error::Tool`] when a tool cannot be started.
     pub fn check(&mut self, tools: bool) -> Result<CheckReport> {
         let mut rep = CheckReport {
             active: self
@@ -118,18 +103,18 @@ impl Pool {
             rep.tool = Some("thin_dump --metadata-snap".into());
             let pool = self.rec.dm_name.clone();
             self.kernel.dm_message(&pool, "reserve_metadata_snap")?;
-            let r = run("thin_dump", &["--metadata-snap", &meta_s]);
+            let r = output("thin_dump", &["--metadata-snap", &meta_s]);
             self.kernel.dm_message(&pool, "release_metadata_snap")?;
             r?
         } else {
             rep.tool = Some("thin_check".into());
-            let (ok, out, err) = run("thin_check", &[&meta_s])?;
+            let (ok, out, err) = output("thin_check", &[&meta_s])?;
             if !ok {
                 rep.metadata_ok = Some(false);
                 rep.tool_output = Some(format!("{out}{err}"));
                 return Ok(rep);
             }
-            run("thin_dump", &[&meta_s])?
+            output("thin_dump", &[&meta_s])?
         };
         let (ok, xml, err) = dump;
         rep.metadata_ok = Some(ok);
