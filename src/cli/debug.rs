@@ -26,6 +26,12 @@ pub enum DebugCommand {
         #[arg(long = "case")]
         cases: Vec<String>,
     },
+    /// Print the byte ranges (offset length) of a pool device that its
+    /// origin does not share: what removing it discards on a loop pool.
+    Unshared {
+        /// Pool device name (as `pool devices` shows it).
+        device: String,
+    },
 }
 
 /// Runs a debug command.
@@ -34,6 +40,16 @@ pub enum DebugCommand {
 /// Setup failures; a failing case panics with its message (and exits 101).
 pub fn run(cmd: DebugCommand, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
+        DebugCommand::Unshared { device } => {
+            let mut pool = Pool::open(&ctx.root, Box::new(RealKernel::new()))?;
+            let ranges = pool
+                .unshared(&device)?
+                .context("the pool has no metadata file to read")?;
+            for (offset, len) in ranges {
+                println!("{} {}", offset.0, len.0);
+            }
+            Ok(())
+        }
         DebugCommand::Conformance { fs, cases } => {
             let fs = FsKind::parse(&fs)?;
             let mut n = 0u32;

@@ -174,6 +174,14 @@ pub enum Error {
         /// The device name.
         name: String,
     },
+    /// The pool's on-disk metadata could not be read as dm-thin's.
+    #[error("cannot read the thin metadata in {}: {detail}", path.display())]
+    Metadata {
+        /// The metadata device or file.
+        path: PathBuf,
+        /// What did not look right.
+        detail: String,
+    },
     /// An external checking tool failed to run.
     #[error("failed to run {tool}")]
     Tool {

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fault;
 pub mod fs;
 pub mod kernel;
+pub mod meta;
 pub mod pool;
 pub mod sparse;
 pub mod status;

@@ -526,6 +526,11 @@ impl Kernel for FakeKernel {
         Ok(())
     }
 
+    /// The fake keeps no block maps: any range discards the whole device.
+    fn discard_ranges(&self, dev: &Path, _ranges: &[(Bytes, Bytes)]) -> Result<()> {
+        self.discard(dev)
+    }
+
     fn discard(&self, dev: &Path) -> Result<()> {
         self.step("discard")?;
         let name = dev

@@ -87,6 +87,8 @@ pub trait Kernel {
     fn remove_node(&self, name: &str) -> Result<()>;
     /// Discards every block of a block device.
     fn discard(&self, dev: &Path) -> Result<()>;
+    /// Discards byte ranges `(offset, length)` of a block device.
+    fn discard_ranges(&self, dev: &Path, ranges: &[(Bytes, Bytes)]) -> Result<()>;
     /// Reads the first `len` bytes of a device or file.
     fn read_head(&self, dev: &Path, len: usize) -> Result<Vec<u8>>;
     /// Writes `data` at offset 0 of a device or file and syncs it.

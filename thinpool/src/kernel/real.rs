@@ -337,15 +337,22 @@ impl Kernel for RealKernel {
 
     fn discard(&self, dev: &Path) -> Result<()> {
         let size = self.dev_size(dev)?;
+        self.discard_ranges(dev, &[(Bytes(0), size)])
+    }
+
+    fn discard_ranges(&self, dev: &Path, ranges: &[(Bytes, Bytes)]) -> Result<()> {
         let f = OpenOptions::new()
             .write(true)
             .open(dev)
             .map_err(Error::io("open", dev))?;
-        crate::sys::blkdiscard(&f, 0, size.0).map_err(|e| Error::Kernel {
-            op: "discard",
-            target: dev.display().to_string(),
-            source: KernelError::Errno(e),
-        })
+        for (offset, len) in ranges {
+            crate::sys::blkdiscard(&f, offset.0, len.0).map_err(|e| Error::Kernel {
+                op: "discard",
+                target: dev.display().to_string(),
+                source: KernelError::Errno(e),
+            })?;
+        }
+        Ok(())
     }
 
     fn read_head(&self, dev: &Path, len: usize) -> Result<Vec<u8>> {

@@ -101,11 +101,7 @@ impl Pool {
         let meta_s = meta.to_string_lossy().into_owned();
         let dump = if rep.active {
             rep.tool = Some("thin_dump --metadata-snap".into());
-            let pool = self.rec.dm_name.clone();
-            self.kernel.dm_message(&pool, "reserve_metadata_snap")?;
-            let r = output("thin_dump", &["--metadata-snap", &meta_s]);
-            self.kernel.dm_message(&pool, "release_metadata_snap")?;
-            r?
+            self.with_metadata_snap(|| output("thin_dump", &["--metadata-snap", &meta_s]))?
         } else {
             rep.tool = Some("thin_check".into());
             let (ok, out, err) = output("thin_check", &[&meta_s])?;

@@ -4,6 +4,7 @@
 
 mod activate;
 mod check;
+mod discard;
 mod recover;
 mod report;
 mod thin;

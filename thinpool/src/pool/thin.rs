@@ -398,39 +398,6 @@ impl Pool {
         self.save()
     }
 
-    /// Discards every block of a device nobody holds open.
-    fn discard_if_unused(&mut self, id: ThinId) -> Result<()> {
-        let dm = self.thin_dm_name(id);
-        match self.kernel.dm_info(&dm)? {
-            Some(i) if i.open_count > 0 => return Ok(()),
-            Some(_) => {}
-            None => {
-                let size = self
-                    .store
-                    .data
-                    .devices
-                    .get(&id)
-                    .map(|d| d.size)
-                    .unwrap_or(Sectors(8));
-                let table = self.thin_table(id, size)?;
-                match self.kernel.dm_create(&dm, None, &table) {
-                    Ok(info) => {
-                        self.kernel.ensure_node(&dm, &info)?;
-                    }
-                    // No such thin id in the kernel: nothing to discard.
-                    Err(e)
-                        if e.errno() == Some(Errno::ENODATA)
-                            || e.errno() == Some(Errno::EINVAL) =>
-                    {
-                        return Ok(())
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        self.kernel.discard(&crate::kernel::mapper_path(&dm))
-    }
-
     /// Bytes of pool data a device maps (activating it briefly if needed).
     ///
     /// # Errors
