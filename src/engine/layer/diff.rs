@@ -160,8 +160,22 @@ fn read_pair(lower: Option<&Path>, upper: &Path) -> Result<(Option<Tree>, Tree),
     let Some(lower) = lower else {
         return Ok((None, Tree::read(upper)?));
     };
-    let mut low = Tree::read_with(lower, false)?;
-    let mut up = Tree::read_with(upper, false)?;
+    // The two trees are on different devices and mostly not in the page
+    // cache (a freshly activated layer): reading them at once keeps both
+    // CPUs and both devices busy, nearly halving a commit's walk.
+    let (low, up) = std::thread::scope(|s| {
+        let low = s.spawn(|| Tree::read_with(lower, false));
+        let up = Tree::read_with(upper, false);
+        (low.join(), up)
+    });
+    let mut low = low.map_err(|_| {
+        LayerError::fs(
+            "read",
+            lower.as_os_str().as_encoded_bytes(),
+            std::io::Error::other("the thread reading the tree panicked"),
+        )
+    })??;
+    let mut up = up?;
     let need: Vec<Vec<u8>> = up
         .nodes
         .iter()
