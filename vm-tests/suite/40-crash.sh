@@ -67,6 +67,22 @@ t_kill_during_create_and_delete() {
         assert_not_contains "$(ts volume ls)" "d-$p" "delete killed at $p finished by recovery"
         clean_check "$p"
     done
+    # Killed while holding a metadata snapshot (reading what to discard):
+    # the next command releases it, finishes the delete, and the data
+    # file still gets the volume's space back.
+    must ts volume create held --size 64M
+    dd if=/dev/urandom of="$(ts volume path held)" bs=1M count=32 oflag=direct 2>/dev/null
+    k1=$(alloc_kb "$ROOT/pool/data")
+    crash metadata-snap-held ts volume rm held
+    pool=$(dmsetup ls --target thin-pool | awk '{ print $1; exit }')
+    # thin-pool status: <txid> <meta used/total> <data used/total> <held root> ...
+    held_root() { dmsetup status "$pool" | awk '{ print $7 }'; }
+    [ "$(held_root)" != "-" ] || fail "the kill should have left a metadata snapshot held"
+    assert_not_contains "$(ts volume ls)" "held" "delete killed holding the metadata snapshot finished"
+    assert_eq "$(held_root)" "-" "recovery released the metadata snapshot"
+    k2=$(alloc_kb "$ROOT/pool/data")
+    [ $((k1 - k2)) -ge 30000 ] || fail "data file shrank by $((k1 - k2))K after recovery, expected 32M"
+    clean_check metadata-snap-held
 }
 
 t_kill_during_extend() {

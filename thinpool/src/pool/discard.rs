@@ -101,6 +101,7 @@ impl Pool {
             self.kernel.dm_message(&pool, "release_metadata_snap")?;
             self.kernel.dm_message(&pool, "reserve_metadata_snap")?;
         }
+        crate::fault::crash_point("metadata-snap-held");
         let got = f();
         let released = self.kernel.dm_message(&pool, "release_metadata_snap");
         let v = got?;
