@@ -44,7 +44,7 @@ pub fn run(cmd: DebugCommand, ctx: &Ctx) -> anyhow::Result<()> {
             let mut pool = Pool::open(&ctx.root, Box::new(RealKernel::new()))?;
             let ranges = pool
                 .unshared(&device)?
-                .context("the pool has no metadata file to read")?;
+                .context("the pool metadata does not list that device")?;
             for (offset, len) in ranges {
                 println!("{} {}", offset.0, len.0);
             }

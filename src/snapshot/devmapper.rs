@@ -493,6 +493,18 @@ impl Snapshotter for DevmapperSnapshotter {
         })
     }
 
+    /// The bytes of the blocks the device does not share with its
+    /// parent's, read from the pool's metadata without activating or
+    /// mounting anything; [`Snapshotter::usage`]'s count where the
+    /// metadata cannot be read.
+    fn size(&mut self, key: &str) -> Result<u64> {
+        let device = self.rec(key)?.device.clone();
+        match self.pool.unshared(&device) {
+            Ok(Some(ranges)) => Ok(ranges.iter().map(|(_, len)| len.0).sum()),
+            _ => Ok(self.usage(key)?.size),
+        }
+    }
+
     fn walk(&self) -> Result<Vec<Info>> {
         let mut v: Vec<(&String, &Rec)> = self
             .meta

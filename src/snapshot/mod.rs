@@ -145,6 +145,12 @@ pub trait Snapshotter {
     fn stat(&self, key: &str) -> Result<Info>;
     /// Space used by the snapshot itself.
     fn usage(&mut self, key: &str) -> Result<Usage>;
+    /// Bytes the snapshot holds beyond its parent (`ps`'s SIZE): the size
+    /// part of [`Snapshotter::usage`], which a driver may find without
+    /// counting inodes.
+    fn size(&mut self, key: &str) -> Result<u64> {
+        Ok(self.usage(key)?.size)
+    }
     /// Every snapshot, parents before children.
     fn walk(&self) -> Result<Vec<Info>>;
     /// Makes the snapshot's filesystem reachable at a directory in this

@@ -22,7 +22,9 @@
 //! tree, which maps a virtual block to `data_block << 24 | time`.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, FileTypeExt};
+
+use nix::fcntl::PosixFadviseAdvice;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -85,13 +87,24 @@ struct Node {
 }
 
 impl MetaReader {
-    /// Opens the metadata at `path` (a loop pool's metadata file is read
-    /// through the page cache, which the loop device writes through).
+    /// Opens the metadata at `path`. A loop pool's metadata file is read
+    /// through its page cache, which the loop device writes through. The
+    /// kernel writes a block device's metadata past the device's page
+    /// cache, so pages cached by an earlier read are dropped first.
     ///
     /// # Errors
     /// [`Error::Io`].
     pub fn open(path: &Path) -> Result<MetaReader> {
         let file = File::open(path).map_err(Error::io("open", path))?;
+        let is_dev = file
+            .metadata()
+            .map_err(Error::io("stat", path))?
+            .file_type()
+            .is_block_device();
+        if is_dev {
+            nix::fcntl::posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED)
+                .map_err(|e| Error::io("drop the cached pages of", path)(e.into()))?;
+        }
         Ok(MetaReader {
             file,
             path: path.to_path_buf(),

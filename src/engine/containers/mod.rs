@@ -389,7 +389,7 @@ impl Engine {
     /// # Errors
     /// Snapshot errors.
     pub fn container_usage(&mut self, c: &ContainerRecord) -> Result<u64> {
-        Ok(self.snap.usage(&c.snapshot)?.size)
+        Ok(self.snap.size(&c.snapshot)?)
     }
 
     /// `inspect` JSON of one container.

@@ -54,14 +54,15 @@ impl Pool {
         let dev = crate::kernel::mapper_path(&dm);
         match self.unshared_ranges(id) {
             Ok(Some(ranges)) => self.kernel.discard_ranges(&dev, &ranges),
-            // Unreadable metadata (or no loop file to read): discard it all.
+            // Unreadable metadata: discard it all.
             Ok(None) | Err(_) => self.kernel.discard(&dev),
         }
     }
 
     /// Byte ranges of device `name` that its origin does not map to the
-    /// same data blocks (all it maps, without an origin): what removing it
-    /// discards. `None` on a pool with no metadata file to read.
+    /// same data blocks (all it maps, without an origin): on a loop pool,
+    /// what removing it discards. `None` when the metadata does not list
+    /// the device.
     ///
     /// # Errors
     /// [`crate::Error::DeviceNotFound`]; [`crate::Error::Metadata`] when the
@@ -74,10 +75,10 @@ impl Pool {
 
     /// As [`Pool::unshared`], by thin id.
     fn unshared_ranges(&mut self, id: ThinId) -> Result<Option<Vec<(Bytes, Bytes)>>> {
-        let Backing::Loop { metadata_file, .. } = &self.rec.backing else {
-            return Ok(None);
+        let file: PathBuf = match &self.rec.backing {
+            Backing::Loop { metadata_file, .. } => metadata_file.clone(),
+            Backing::Direct { metadata_dev, .. } => metadata_dev.clone(),
         };
-        let file: PathBuf = metadata_file.clone();
         let origin = self
             .store
             .data
