@@ -30,6 +30,11 @@ t_direct_mode() {
     dv=$(ts volume path dv)
     rand_file /tmp/dv.pat 2
     dd if=/tmp/dv.pat of="$dv" bs=1M oflag=direct 2>/dev/null
+    # The metadata device is read past its page cache: a second read sees
+    # what was written after the first.
+    assert_eq "$(ts debug unshared dv)" "0 2097152" "blocks of a direct pool's volume"
+    dd if=/tmp/dv.pat of="$dv" bs=1M seek=8 oflag=direct 2>/dev/null
+    assert_eq "$(ts debug unshared dv | tr '\n' ' ')" "0 2097152 8388608 2097152 " "read again after more writes"
     must ts pool deactivate
     must ts pool activate
     got=$(dd if="$(ts volume path dv)" bs=1M count=2 2>/dev/null | sha256sum | cut -d' ' -f1)
