@@ -5,6 +5,8 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::str::FromStr;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
@@ -191,6 +193,137 @@ impl<W: Write> Write for DigestWriter<W> {
     }
 }
 
+/// Size of a [`HashPipe`] buffer: large, so that the channel and the
+/// write calls cost little per byte.
+pub const PIPE_BUFFER: usize = 1 << 20;
+
+/// Buffers a [`HashPipe`] cycles through: one being filled, one being
+/// hashed, the rest queued.
+const PIPE_BUFFERS: usize = 4;
+
+enum Job {
+    /// A buffer and how many of its bytes to hash.
+    Data(Vec<u8>, usize),
+    /// The current file is complete.
+    End,
+}
+
+/// Hashes a sequence of files on a second thread, so that hashing (slow
+/// on CPUs without SHA instructions) overlaps the caller's reading and
+/// writing instead of adding to it. The caller fills buffers taken from
+/// [`HashPipe::buffer`], hands them over with [`HashPipe::hash`], marks
+/// the end of each file with [`HashPipe::end_file`], and gets every
+/// file's digest and size, in order, from [`HashPipe::finish`].
+pub struct HashPipe {
+    jobs: Option<SyncSender<Job>>,
+    free: Receiver<Vec<u8>>,
+    spare: Vec<Vec<u8>>,
+    worker: Option<JoinHandle<Vec<(Digest, u64)>>>,
+}
+
+fn pipe_broken() -> io::Error {
+    io::Error::other("the hashing thread stopped")
+}
+
+impl HashPipe {
+    /// Starts the hashing thread.
+    ///
+    /// # Errors
+    /// When the thread cannot be started.
+    pub fn new() -> io::Result<HashPipe> {
+        let (jobs, rx) = mpsc::sync_channel::<Job>(PIPE_BUFFERS);
+        let (give_back, free) = mpsc::channel();
+        let worker = std::thread::Builder::new()
+            .name("sha256".into())
+            .spawn(move || {
+                let mut out = Vec::new();
+                let (mut h, mut n) = (Sha256::new(), 0u64);
+                for job in rx {
+                    match job {
+                        Job::Data(buf, len) => {
+                            h.update(&buf[..len]);
+                            n += len as u64;
+                            // The caller may have stopped taking buffers.
+                            let _ = give_back.send(buf);
+                        }
+                        Job::End => {
+                            out.push((Digest::from_hasher(std::mem::take(&mut h)), n));
+                            n = 0;
+                        }
+                    }
+                }
+                out
+            })?;
+        Ok(HashPipe {
+            jobs: Some(jobs),
+            free,
+            spare: (0..PIPE_BUFFERS).map(|_| vec![0; PIPE_BUFFER]).collect(),
+            worker: Some(worker),
+        })
+    }
+
+    /// A buffer of [`PIPE_BUFFER`] bytes to fill; waits for the hashing
+    /// thread to hand one back when all are in use.
+    ///
+    /// # Errors
+    /// When the hashing thread is gone.
+    pub fn buffer(&mut self) -> io::Result<Vec<u8>> {
+        match self.spare.pop() {
+            Some(b) => Ok(b),
+            None => self.free.recv().map_err(|_| pipe_broken()),
+        }
+    }
+
+    /// Returns a buffer that holds nothing to hash.
+    pub fn give_back(&mut self, buf: Vec<u8>) {
+        self.spare.push(buf);
+    }
+
+    /// Queues the first `len` bytes of `buf` (taken from
+    /// [`HashPipe::buffer`]) as the next bytes of the current file.
+    ///
+    /// # Errors
+    /// When the hashing thread is gone.
+    pub fn hash(&mut self, buf: Vec<u8>, len: usize) -> io::Result<()> {
+        self.send(Job::Data(buf, len))
+    }
+
+    /// Ends the current file; the next bytes start another.
+    ///
+    /// # Errors
+    /// When the hashing thread is gone.
+    pub fn end_file(&mut self) -> io::Result<()> {
+        self.send(Job::End)
+    }
+
+    fn send(&mut self, job: Job) -> io::Result<()> {
+        let jobs = self.jobs.as_ref().ok_or_else(pipe_broken)?;
+        jobs.send(job).map_err(|_| pipe_broken())
+    }
+
+    /// Waits for the hashing to end; the digest and size of every file
+    /// ended with [`HashPipe::end_file`], in order.
+    ///
+    /// # Errors
+    /// When the hashing thread panicked.
+    pub fn finish(mut self) -> io::Result<Vec<(Digest, u64)>> {
+        self.jobs = None;
+        let worker = self.worker.take().ok_or_else(pipe_broken)?;
+        worker.join().map_err(|_| pipe_broken())
+    }
+}
+
+impl Drop for HashPipe {
+    /// Stops the thread (closing its queue) and waits for it, so that no
+    /// thread outlives an unpack that failed half-way.
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +366,25 @@ mod tests {
         w.write_all(b"hello").unwrap();
         let (d, n, inner) = w.finish();
         assert_eq!((d, n, inner), (Digest::of(b"hello"), 5, b"hello".to_vec()));
+    }
+
+    #[test]
+    fn pipe_hashes_files_in_order() {
+        let files: [&[u8]; 3] = [b"hello", b"", b"world, twice: world"];
+        let mut p = HashPipe::new().unwrap();
+        for f in files {
+            // Small pieces, so that buffers are reused across files.
+            for piece in f.chunks(3) {
+                let mut buf = p.buffer().unwrap();
+                buf[..piece.len()].copy_from_slice(piece);
+                p.hash(buf, piece.len()).unwrap();
+            }
+            p.end_file().unwrap();
+        }
+        let want: Vec<_> = files
+            .iter()
+            .map(|f| (Digest::of(f), f.len() as u64))
+            .collect();
+        assert_eq!(p.finish().unwrap(), want);
     }
 }

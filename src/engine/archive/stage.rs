@@ -1,17 +1,18 @@
 //! Unpacks an archive's entries into a staging directory, each file hashed
-//! as it is written, so that later steps can look entries up by path and
-//! know every file's digest without reading it again. Only plain files,
+//! as it is written (on a second thread, see [`HashPipe`]), so that later
+//! steps can look entries up by path and know every file's digest without
+//! reading it again. Only plain files,
 //! directories and in-archive links are accepted; paths are normalised and
 //! checked before use, and nothing is ever created from an archive path:
 //! staged files are named by number.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use crate::engine::blobs::{read_limited, MAX_JSON};
-use crate::engine::digest::{Digest, DigestWriter};
+use crate::engine::digest::{Digest, HashPipe};
 use crate::engine::{EngineError, Result};
 
 /// Most entries an archive may have.
@@ -79,6 +80,9 @@ impl Stage {
         let entries = ar
             .entries()
             .map_err(|e| EngineError::archive(format!("not a tar archive: {e}")))?;
+        let mut pipe = HashPipe::new().map_err(EngineError::io("start hashing", dir))?;
+        // Files in archive order; their digests come from the pipe at the end.
+        let mut written: Vec<(String, PathBuf)> = Vec::new();
         for (n, entry) in entries.enumerate() {
             if n >= MAX_ENTRIES {
                 return Err(EngineError::archive(format!(
@@ -96,19 +100,7 @@ impl Stage {
                 continue;
             }
             if kind.is_symlink() || kind.is_hard_link() {
-                let target = entry
-                    .link_name()
-                    .map_err(|e| EngineError::archive(format!("bad link in {path}: {e}")))?
-                    .ok_or_else(|| EngineError::archive(format!("link {path} has no target")))?;
-                let base = if kind.is_symlink() {
-                    Path::new(&path)
-                        .parent()
-                        .unwrap_or(Path::new(""))
-                        .join(&target)
-                } else {
-                    target.to_path_buf()
-                };
-                stage.links.insert(path, clean(&base)?);
+                stage.add_link(&mut entry, path, kind.is_symlink())?;
                 continue;
             }
             if !kind.is_file() {
@@ -117,15 +109,39 @@ impl Stage {
                 )));
             }
             let file = dir.join(format!("f{n}"));
-            let out = File::create(&file).map_err(EngineError::io("create", &file))?;
-            let mut w = DigestWriter::new(BufWriter::new(out));
-            std::io::copy(&mut entry, &mut w)
-                .map_err(|e| EngineError::archive(format!("damaged entry {path}: {e}")))?;
-            let (digest, size, mut inner) = w.finish();
-            inner.flush().map_err(EngineError::io("write", &file))?;
+            copy_hashed(&mut entry, &file, &mut pipe, &path)?;
+            written.push((path, file));
+        }
+        let sums = pipe
+            .finish()
+            .map_err(EngineError::io("hash the entries of", dir))?;
+        // A later entry of the same path replaces an earlier one.
+        for ((path, file), (digest, size)) in written.into_iter().zip(sums) {
             stage.files.insert(path, Staged { file, digest, size });
         }
         Ok(stage)
+    }
+
+    fn add_link<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        path: String,
+        symlink: bool,
+    ) -> Result<()> {
+        let target = entry
+            .link_name()
+            .map_err(|e| EngineError::archive(format!("bad link in {path}: {e}")))?
+            .ok_or_else(|| EngineError::archive(format!("link {path} has no target")))?;
+        let base = if symlink {
+            Path::new(&path)
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join(&target)
+        } else {
+            target.to_path_buf()
+        };
+        self.links.insert(path, clean(&base)?);
+        Ok(())
     }
 
     /// The staged file at `path`, following in-archive links (a few hops).
@@ -183,6 +199,39 @@ impl Stage {
         }
         Ok(s)
     }
+}
+
+/// Copies one entry into `file` in large pieces, each handed to the
+/// hashing thread once written.
+fn copy_hashed(entry: &mut impl Read, file: &Path, pipe: &mut HashPipe, path: &str) -> Result<()> {
+    let mut out = File::create(file).map_err(EngineError::io("create", file))?;
+    let damaged = |e: io::Error| EngineError::archive(format!("damaged entry {path}: {e}"));
+    loop {
+        let mut buf = pipe.buffer().map_err(EngineError::io("hash", file))?;
+        let n = fill(entry, &mut buf).map_err(damaged)?;
+        if n == 0 {
+            pipe.give_back(buf);
+            break;
+        }
+        out.write_all(&buf[..n])
+            .map_err(EngineError::io("write", file))?;
+        pipe.hash(buf, n).map_err(EngineError::io("hash", file))?;
+    }
+    pipe.end_file().map_err(EngineError::io("hash", file))
+}
+
+/// Reads until `buf` is full or the entry ends; the byte count.
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
