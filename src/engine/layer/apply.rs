@@ -13,6 +13,7 @@ use std::io::{self, BufReader, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::rc::Rc;
 
 use rustix::fs::{self as rfs, Mode};
 use rustix::io::Errno;
@@ -24,6 +25,7 @@ use super::meta::{Kind, Mtime};
 use super::names::{join, normalize, whiteout, Whiteout};
 use super::resolve::{ResolveError, Root};
 use super::tarread::{TarEntry, TarReader};
+use super::writeback::Writeback;
 use crate::engine::digest::{Digest, DigestReader};
 
 /// Caps and ownership policy for [`apply_layer`].
@@ -195,6 +197,12 @@ pub(super) struct Applier<'o> {
     /// Directory metadata to set at the end, by path ("" is the root).
     pub dirs: BTreeMap<Vec<u8>, DirMeta>,
     pub counts: Counts,
+    /// The last parent directory resolved, by path: tar entries come
+    /// grouped by directory. Dropped whenever anything is removed, the
+    /// only way a resolved directory can stop being the one at its path.
+    last_parent: Option<(Vec<u8>, Rc<OwnedFd>)>,
+    /// Starts the writeback of finished files on another thread.
+    pub writeback: Writeback,
 }
 
 /// Maps an io error of an operation on entry `e`.
@@ -216,6 +224,8 @@ impl<'o> Applier<'o> {
             implicit_dirs: 0,
             dirs: BTreeMap::new(),
             counts: Counts::default(),
+            last_parent: None,
+            writeback: Writeback::new(),
         }
     }
 
@@ -232,16 +242,15 @@ impl<'o> Applier<'o> {
         }
         let dir = self.parent_dir(parent, &e.path)?;
         self.mark_created(&comps);
-        if e.kind == Kind::Hardlink {
-            return self.hardlink(e, &comps, &dir);
-        }
-        self.clear_leaf(&dir, &comps, e)?;
+        // Each kind clears what is at the leaf only when creating it
+        // finds the name taken (see `make_leaf`).
         match e.kind {
-            Kind::File => self.file(&dir, leaf, e, data),
-            Kind::Dir => self.dir(&dir, leaf, e, &comps),
-            Kind::Symlink => self.symlink(&dir, leaf, e),
-            Kind::Char | Kind::Block | Kind::Fifo => self.special(&dir, leaf, e),
-            Kind::Hardlink | Kind::Socket => Ok(()),
+            Kind::Hardlink => self.hardlink(e, &comps, &dir),
+            Kind::File => self.file(&dir, &comps, e, data),
+            Kind::Dir => self.dir(&dir, &comps, e),
+            Kind::Symlink => self.symlink(&dir, &comps, e),
+            Kind::Char | Kind::Block | Kind::Fifo => self.special(&dir, &comps, e),
+            Kind::Socket => self.clear_leaf(&dir, &comps, e),
         }
     }
 
@@ -260,16 +269,24 @@ impl<'o> Applier<'o> {
         &mut self,
         comps: &[&[u8]],
         path: &[u8],
-    ) -> Result<OwnedFd, LayerError> {
+    ) -> Result<Rc<OwnedFd>, LayerError> {
+        let key = join(comps);
+        if let Some((k, fd)) = &self.last_parent {
+            if *k == key {
+                return Ok(fd.clone());
+            }
+        }
         let mut made = 0;
         let fd = self.root.open_dir_creating(comps, &mut made);
         self.implicit_dirs += made;
         self.check_entries()?;
-        fd.map_err(|e| match e {
+        let fd = Rc::new(fd.map_err(|e| match e {
             ResolveError::Refused(why) => LayerError::refused(path, why),
             ResolveError::Missing => LayerError::fs("resolve the parent of", path, Errno::NOENT),
             ResolveError::Io(err) => LayerError::fs("resolve the parent of", path, err),
-        })
+        })?);
+        self.last_parent = Some((key, fd.clone()));
+        Ok(fd)
     }
 
     /// Whether this layer created `key` (a joined path) or something below.
@@ -287,8 +304,9 @@ impl<'o> Applier<'o> {
     }
 
     /// Drops deferred metadata for `key` and everything below it, once
-    /// that tree was removed.
+    /// that tree was removed (and the cached parent, which may be in it).
     pub(super) fn forget_dirs(&mut self, key: &[u8]) {
+        self.last_parent = None;
         let mut lo = key.to_vec();
         lo.push(b'/');
         let mut hi = key.to_vec();
@@ -298,6 +316,26 @@ impl<'o> Applier<'o> {
             self.dirs.remove(&k);
         }
         self.dirs.remove(key);
+    }
+
+    /// Creates the leaf with `create`; when the name is taken, clears it
+    /// ([`Applier::clear_leaf`]) and tries once more. Most entries are new,
+    /// so this saves a stat of each. `create` must fail with `EEXIST`
+    /// whatever is at the leaf, without following it.
+    pub(super) fn make_leaf<T>(
+        &mut self,
+        dir: &OwnedFd,
+        comps: &[&[u8]],
+        e: &TarEntry,
+        mut create: impl FnMut() -> Result<T, Errno>,
+    ) -> Result<Result<T, Errno>, LayerError> {
+        match create() {
+            Err(Errno::EXIST) => {
+                self.clear_leaf(dir, comps, e)?;
+                Ok(create())
+            }
+            r => Ok(r),
+        }
     }
 
     /// Removes whatever is at the leaf unless a directory meets a

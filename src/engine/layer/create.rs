@@ -2,6 +2,8 @@
 //! its metadata in the order that keeps it: owner first (chown clears
 //! setuid bits and file capabilities), then xattrs, then mode and times.
 //! Symlinks never get a chmod; hardlinks get no metadata at all.
+//! Leaves are created first and cleared only if the name is taken
+//! ([`Applier::make_leaf`]).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -23,13 +25,17 @@ impl Applier<'_> {
     pub(super) fn file(
         &mut self,
         dir: &OwnedFd,
-        leaf: &[u8],
+        comps: &[&[u8]],
         e: &TarEntry,
         data: &mut dyn Read,
     ) -> Result<(), LayerError> {
+        let leaf = comps[comps.len() - 1];
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rfs::openat(dir, leaf, flags, Mode::from_raw_mode(0o600))
+        let fd = self
+            .make_leaf(dir, comps, e, || {
+                rfs::openat(dir, leaf, flags, Mode::from_raw_mode(0o600))
+            })?
             .map_err(|err| LayerError::fs("create", &e.path, err))?;
         let mut f = File::from(fd);
         copy_sparse(data, &mut f, e)?;
@@ -43,18 +49,23 @@ impl Applier<'_> {
             .map_err(|err| LayerError::fs("chmod", &e.path, err))?;
         rfs::futimens(&f, &fsops::times(e.mtime))
             .map_err(|err| LayerError::fs("set times of", &e.path, err))?;
+        self.writeback.hand_over(f);
         Ok(())
     }
 
     pub(super) fn dir(
         &mut self,
         dir: &OwnedFd,
-        leaf: &[u8],
-        e: &TarEntry,
         comps: &[&[u8]],
+        e: &TarEntry,
     ) -> Result<(), LayerError> {
-        // 0700 until the end, so an unprivileged apply can fill it.
-        match rfs::mkdirat(dir, leaf, Mode::from_raw_mode(0o700)) {
+        let leaf = comps[comps.len() - 1];
+        // 0700 until the end, so an unprivileged apply can fill it. A
+        // directory already there stays (the second EEXIST), contents and all.
+        let made = self.make_leaf(dir, comps, e, || {
+            rfs::mkdirat(dir, leaf, Mode::from_raw_mode(0o700))
+        })?;
+        match made {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(err) => return Err(LayerError::fs("create directory", &e.path, err)),
         }
@@ -70,9 +81,10 @@ impl Applier<'_> {
     pub(super) fn symlink(
         &mut self,
         dir: &OwnedFd,
-        leaf: &[u8],
+        comps: &[&[u8]],
         e: &TarEntry,
     ) -> Result<(), LayerError> {
+        let leaf = comps[comps.len() - 1];
         if e.link.contains(&0) {
             return Err(LayerError::refused_link(&e.path, &e.link, Refusal::NulByte));
         }
@@ -84,8 +96,10 @@ impl Applier<'_> {
             ));
         }
         // The target is stored as data; it is only ever resolved in-root.
-        rfs::symlinkat(e.link.as_slice(), dir, leaf)
-            .map_err(|err| LayerError::fs("create symlink", &e.path, err))?;
+        self.make_leaf(dir, comps, e, || {
+            rfs::symlinkat(e.link.as_slice(), dir, leaf)
+        })?
+        .map_err(|err| LayerError::fs("create symlink", &e.path, err))?;
         self.owner_and_xattrs(dir, leaf, e)?;
         fsops::utimes_at(dir, leaf, e.mtime).map_err(entry_fs(e, "set times of"))
     }
@@ -93,19 +107,25 @@ impl Applier<'_> {
     pub(super) fn special(
         &mut self,
         dir: &OwnedFd,
-        leaf: &[u8],
+        comps: &[&[u8]],
         e: &TarEntry,
     ) -> Result<(), LayerError> {
+        let leaf = comps[comps.len() - 1];
         let (ft, dev) = match e.kind {
             Kind::Char => (FileType::CharacterDevice, rfs::makedev(e.dev.0, e.dev.1)),
             Kind::Block => (FileType::BlockDevice, rfs::makedev(e.dev.0, e.dev.1)),
             _ => (FileType::Fifo, 0),
         };
         if ft != FileType::Fifo && !self.privileged {
+            // Skipped, yet it still replaces what lower layers had there.
+            self.clear_leaf(dir, comps, e)?;
             self.counts.skipped_devices += 1;
             return Ok(());
         }
-        match rfs::mknodat(dir, leaf, ft, Mode::from_raw_mode(0o600), dev) {
+        let made = self.make_leaf(dir, comps, e, || {
+            rfs::mknodat(dir, leaf, ft, Mode::from_raw_mode(0o600), dev)
+        })?;
+        match made {
             Ok(()) => {}
             // Root without CAP_MKNOD (a user namespace): skip like non-root.
             Err(Errno::PERM) if ft != FileType::Fifo => {
@@ -239,6 +259,8 @@ fn ids(e: &TarEntry) -> Result<(rfs::Uid, rfs::Gid), LayerError> {
 fn copy_sparse(data: &mut dyn Read, f: &mut File, e: &TarEntry) -> Result<(), LayerError> {
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
+    // Whether the last bytes were skipped: only then is the size set.
+    let mut hole_at_end = false;
     let write_err = |err| LayerError::fs("write", &e.path, err);
     loop {
         let n = match data.read(&mut buf) {
@@ -247,7 +269,8 @@ fn copy_sparse(data: &mut dyn Read, f: &mut File, e: &TarEntry) -> Result<(), La
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(read_error(err)),
         };
-        if buf[..n].iter().all(|b| *b == 0) {
+        hole_at_end = buf[..n].iter().all(|b| *b == 0);
+        if hole_at_end {
             f.seek(SeekFrom::Current(n as i64)).map_err(write_err)?;
         } else {
             f.write_all(&buf[..n]).map_err(write_err)?;
@@ -256,5 +279,8 @@ fn copy_sparse(data: &mut dyn Read, f: &mut File, e: &TarEntry) -> Result<(), La
     }
     // The reader stops at the entry's size; a shorter entry is an error there.
     debug_assert_eq!(total, e.size);
-    f.set_len(total).map_err(write_err)
+    if hole_at_end {
+        f.set_len(total).map_err(write_err)?;
+    }
+    Ok(())
 }

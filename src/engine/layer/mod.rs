@@ -21,6 +21,7 @@ mod tarread;
 mod tarwrite;
 mod walk;
 mod whiteout;
+mod writeback;
 
 pub use apply::{apply_layer, apply_layer_verified, ApplyOptions, ApplyStats};
 pub use compress::diff_id_of;
