@@ -125,6 +125,12 @@ pub fn run(cmd: SnapshotCommand, ctx: &Ctx) -> anyhow::Result<()> {
             print_json(&info)?;
         }
         SnapshotCommand::Mounts { key } => {
+            // A container's device is activated at first use: the mounts
+            // name its device node, so bring it up first.
+            if s.stat(&key).is_ok_and(|i| i.kind != Kind::Committed) {
+                s.device(&key)
+                    .with_context(|| format!("failed to activate {key}"))?;
+            }
             let mounts =
                 (s.mounts(&key)).with_context(|| format!("failed to get the mounts of {key}"))?;
             print_json(&mounts)?;

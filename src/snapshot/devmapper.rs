@@ -291,7 +291,17 @@ impl DevmapperSnapshotter {
             })
     }
 
-    fn create(&mut self, key: &str, parent: Option<&str>, kind: Kind) -> Result<Vec<Mount>> {
+    /// A new snapshot device of `parent` (of the base without one). It is
+    /// recorded only once the pool has it: a kill before that leaves a pool
+    /// device no record names, which every open deletes. `activate` brings
+    /// it up, so the mounts [`Snapshotter::prepare`] returns are usable.
+    fn create(
+        &mut self,
+        key: &str,
+        parent: Option<&str>,
+        kind: Kind,
+        activate: bool,
+    ) -> Result<()> {
         validate_key(key)?;
         if self.meta.snaps.contains_key(key) {
             return Err(SnapshotError::Exists {
@@ -315,8 +325,9 @@ impl DevmapperSnapshotter {
             }
         };
         let seq = self.meta.next;
-        self.meta.next += 1;
         let device = format!("snap-{seq}");
+        self.pool.snapshot(&origin, &device, OWNER)?;
+        self.meta.next += 1;
         self.meta.snaps.insert(
             key.to_string(),
             Rec {
@@ -325,23 +336,21 @@ impl DevmapperSnapshotter {
                 parent: parent.map(str::to_string),
                 kind,
                 created: now(),
-                state: State::Preparing,
+                state: State::Ready,
             },
         );
-        self.save()?;
-        if let Err(e) = self.pool.snapshot(&origin, &device, OWNER) {
+        if let Err(e) = self.save() {
             self.meta.snaps.remove(key);
-            self.save()?;
-            return Err(e.into());
+            self.meta.next -= 1;
+            let _ = self.delete_device(&device);
+            return Err(e);
         }
-        if let Some(r) = self.meta.snaps.get_mut(key) {
-            r.state = State::Ready;
+        // Active snapshots and views stay active once up, so their mounts
+        // are valid for as long as they exist; committed ones rest inactive.
+        if activate {
+            self.pool.activate_thin(&device)?;
         }
-        self.save()?;
-        // Active snapshots and views stay active, so their mounts are valid
-        // for as long as they exist; committed ones rest inactive.
-        self.pool.activate_thin(&device)?;
-        self.mounts(key)
+        Ok(())
     }
 
     /// Inodes used by a snapshot's filesystem (mounting it briefly).
@@ -391,11 +400,19 @@ impl Snapshotter for DevmapperSnapshotter {
     }
 
     fn prepare(&mut self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
-        self.create(key, parent, Kind::Active)
+        self.create(key, parent, Kind::Active, true)?;
+        self.mounts(key)
+    }
+
+    /// As Docker's devmapper driver did, the device is activated at its
+    /// first mount (or `device`), not at create.
+    fn prepare_idle(&mut self, key: &str, parent: Option<&str>) -> Result<()> {
+        self.create(key, parent, Kind::Active, false)
     }
 
     fn view(&mut self, key: &str, parent: &str) -> Result<Vec<Mount>> {
-        self.create(key, Some(parent), Kind::View)
+        self.create(key, Some(parent), Kind::View, true)?;
+        self.mounts(key)
     }
 
     fn mounts(&self, key: &str) -> Result<Vec<Mount>> {

@@ -133,6 +133,12 @@ pub trait Snapshotter {
     fn driver(&self) -> &'static str;
     /// New active snapshot.
     fn prepare(&mut self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>>;
+    /// New active snapshot that is used only through [`Snapshotter::path`]
+    /// and [`Snapshotter::device`], which make it ready on first use: a
+    /// driver may then leave work (activating a device) until then.
+    fn prepare_idle(&mut self, key: &str, parent: Option<&str>) -> Result<()> {
+        self.prepare(key, parent).map(drop)
+    }
     /// New read-only view of a committed snapshot.
     fn view(&mut self, key: &str, parent: &str) -> Result<Vec<Mount>>;
     /// The mounts for an active snapshot or view.

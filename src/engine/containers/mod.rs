@@ -168,7 +168,7 @@ impl Engine {
         }
         let top = self.top_snapshot(&image_id)?;
         let key = format!("{CONTAINER_PREFIX}{id}");
-        self.snap.prepare(&key, top.as_deref())?;
+        self.snap.prepare_idle(&key, top.as_deref())?;
         crash_point("container-create-prepared");
         if let Some(want) = size {
             if let Err(e) = self.check_size(&key, want) {

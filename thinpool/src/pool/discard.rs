@@ -21,41 +21,43 @@ use crate::store::Backing;
 use crate::units::{Bytes, Sectors, ThinId};
 
 impl Pool {
-    /// Discards the blocks of a device nobody holds open.
+    /// Discards the blocks of a device nobody holds open. A device that
+    /// owns no blocks (a container never written to) is left inactive.
     pub(super) fn discard_if_unused(&mut self, id: ThinId) -> Result<()> {
         let dm = self.thin_dm_name(id);
-        match self.kernel.dm_info(&dm)? {
-            Some(i) if i.open_count > 0 => return Ok(()),
-            Some(_) => {}
-            None => {
-                let size = self
-                    .store
-                    .data
-                    .devices
-                    .get(&id)
-                    .map(|d| d.size)
-                    .unwrap_or(Sectors(8));
-                let table = self.thin_table(id, size)?;
-                match self.kernel.dm_create(&dm, None, &table) {
-                    Ok(info) => {
-                        self.kernel.ensure_node(&dm, &info)?;
-                    }
-                    // No such thin id in the kernel: nothing to discard.
-                    Err(e)
-                        if e.errno() == Some(Errno::ENODATA)
-                            || e.errno() == Some(Errno::EINVAL) =>
-                    {
-                        return Ok(())
-                    }
-                    Err(e) => return Err(e),
+        let info = self.kernel.dm_info(&dm)?;
+        if info.as_ref().is_some_and(|i| i.open_count > 0) {
+            return Ok(());
+        }
+        // Unreadable metadata: discard it all.
+        let ranges = self.unshared_ranges(id).ok().flatten();
+        if ranges.as_ref().is_some_and(|r| r.is_empty()) {
+            return Ok(());
+        }
+        if info.is_none() {
+            let size = self
+                .store
+                .data
+                .devices
+                .get(&id)
+                .map(|d| d.size)
+                .unwrap_or(Sectors(8));
+            let table = self.thin_table(id, size)?;
+            match self.kernel.dm_create(&dm, None, &table) {
+                Ok(info) => {
+                    self.kernel.ensure_node(&dm, &info)?;
                 }
+                // No such thin id in the kernel: nothing to discard.
+                Err(e) if e.errno() == Some(Errno::ENODATA) || e.errno() == Some(Errno::EINVAL) => {
+                    return Ok(())
+                }
+                Err(e) => return Err(e),
             }
         }
         let dev = crate::kernel::mapper_path(&dm);
-        match self.unshared_ranges(id) {
-            Ok(Some(ranges)) => self.kernel.discard_ranges(&dev, &ranges),
-            // Unreadable metadata: discard it all.
-            Ok(None) | Err(_) => self.kernel.discard(&dev),
+        match ranges {
+            Some(r) => self.kernel.discard_ranges(&dev, &r),
+            None => self.kernel.discard(&dev),
         }
     }
 
