@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::engine::blobs::{read_limited, MAX_JSON};
 use crate::engine::digest::{Digest, HashPipe};
+use crate::engine::layer::read_full;
 use crate::engine::{EngineError, Result};
 
 /// Most entries an archive may have.
@@ -208,7 +209,7 @@ fn copy_hashed(entry: &mut impl Read, file: &Path, pipe: &mut HashPipe, path: &s
     let damaged = |e: io::Error| EngineError::archive(format!("damaged entry {path}: {e}"));
     loop {
         let mut buf = pipe.buffer().map_err(EngineError::io("hash", file))?;
-        let n = fill(entry, &mut buf).map_err(damaged)?;
+        let n = read_full(entry, &mut buf).map_err(damaged)?;
         if n == 0 {
             pipe.give_back(buf);
             break;
@@ -218,20 +219,6 @@ fn copy_hashed(entry: &mut impl Read, file: &Path, pipe: &mut HashPipe, path: &s
         pipe.hash(buf, n).map_err(EngineError::io("hash", file))?;
     }
     pipe.end_file().map_err(EngineError::io("hash", file))
-}
-
-/// Reads until `buf` is full or the entry ends; the byte count.
-fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

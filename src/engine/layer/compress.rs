@@ -34,15 +34,7 @@ pub(crate) fn decompress_detect<'a, R: Read + 'a>(
     mut r: R,
 ) -> Result<(Box<dyn Read + 'a>, bool), LayerError> {
     let mut head = [0u8; 4];
-    let mut n = 0;
-    while n < head.len() {
-        match r.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(LayerError::Read(e)),
-        }
-    }
+    let n = read_full(&mut r, &mut head).map_err(LayerError::Read)?;
     let head = &head[..n];
     let stream = io::Cursor::new(head.to_vec()).chain(r);
     if head.starts_with(GZIP) {
@@ -133,6 +125,24 @@ pub fn diff_id_of(reader: impl Read) -> Result<(Digest, u64), LayerError> {
     let mut hashed = DigestReader::new(decompress(reader)?);
     io::copy(&mut hashed, &mut io::sink()).map_err(read_error)?;
     Ok(hashed.finish())
+}
+
+/// Reads until `buf` is full or the stream ends; the byte count (short
+/// only at the end of the stream).
+///
+/// # Errors
+/// The reader's, but for `Interrupted`, which is retried.
+pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -25,5 +25,6 @@ mod writeback;
 
 pub use apply::{apply_layer, apply_layer_verified, ApplyOptions, ApplyStats};
 pub use compress::diff_id_of;
+pub(crate) use compress::read_full;
 pub use diff::{changes, write_layer, write_tree, Change, LayerInfo};
 pub use error::{LayerError, Limit, Refusal};

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
-use super::compress::read_error;
+use super::compress::{read_error, read_full};
 use super::error::{LayerError, Limit};
 use super::meta::{Kind, Mtime};
 
@@ -140,15 +140,10 @@ impl<R: Read> TarReader<R> {
 
     fn read_block(&mut self) -> Result<Option<[u8; BLOCK]>, LayerError> {
         let mut block = [0u8; BLOCK];
-        let mut n = 0;
-        while n < BLOCK {
-            match self.inner.read(&mut block[n..]) {
-                Ok(0) if n == 0 => return Ok(None),
-                Ok(0) => return Err(malformed(self.offset, "truncated header")),
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(read_error(e)),
-            }
+        match read_full(&mut self.inner, &mut block).map_err(read_error)? {
+            0 => return Ok(None),
+            BLOCK => {}
+            _ => return Err(malformed(self.offset, "truncated header")),
         }
         self.offset += BLOCK as u64;
         Ok(Some(block))
