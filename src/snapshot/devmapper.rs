@@ -7,10 +7,10 @@
 //!
 //! The snapshot records live in `<root>/snapshots/devmapper/metadata.json`,
 //! replaced atomically while the pool's lock is held (the pool is open for
-//! the snapshotter's whole life). Each change records its intent first
-//! (`preparing`, `removing`); on open, unfinished ones are rolled back or
-//! finished, and pool devices owned by the snapshotter that no record names
-//! are deleted.
+//! the snapshotter's whole life). A new snapshot is recorded once the pool
+//! has its device; a removal is marked (`removing`) before the device goes.
+//! On open, unfinished changes are rolled back or finished, and pool
+//! devices owned by the snapshotter that no record names are deleted.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

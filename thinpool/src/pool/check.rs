@@ -54,7 +54,9 @@ pub fn parse_dump_ids(xml: &str) -> Vec<u32> {
 }
 
 impl Pool {
-    fn metadata_path(&self, live: bool) -> Result<PathBuf> {
+    /// Where the metadata is read: a loop pool's file (its loop device
+    /// when `live`), or a direct pool's device.
+    pub(super) fn metadata_path(&self, live: bool) -> Result<PathBuf> {
         match &self.rec.backing {
             Backing::Loop { metadata_file, .. } if live => Ok(self
                 .kernel

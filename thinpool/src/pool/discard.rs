@@ -10,14 +10,13 @@
 //! in-process ([`crate::meta`]); when that cannot be read, the whole device
 //! is discarded as before, so space is returned either way.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::errno::Errno;
 
 use super::Pool;
 use crate::error::Result;
 use crate::meta::{unshared_runs, MetaReader};
-use crate::store::Backing;
 use crate::units::{Bytes, Sectors, ThinId};
 
 impl Pool {
@@ -77,10 +76,8 @@ impl Pool {
 
     /// As [`Pool::unshared`], by thin id.
     fn unshared_ranges(&mut self, id: ThinId) -> Result<Option<Vec<(Bytes, Bytes)>>> {
-        let file: PathBuf = match &self.rec.backing {
-            Backing::Loop { metadata_file, .. } => metadata_file.clone(),
-            Backing::Direct { metadata_dev, .. } => metadata_dev.clone(),
-        };
+        // The file, not the loop device: see [`MetaReader::open`].
+        let file = self.metadata_path(false)?;
         let origin = self
             .store
             .data
