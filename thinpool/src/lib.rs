@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod ext4;
 pub mod fault;
 pub mod fs;
 pub mod kernel;

@@ -75,7 +75,7 @@ impl Pool {
     }
 
     /// As [`Pool::unshared`], by thin id.
-    fn unshared_ranges(&mut self, id: ThinId) -> Result<Option<Vec<(Bytes, Bytes)>>> {
+    pub(super) fn unshared_ranges(&mut self, id: ThinId) -> Result<Option<Vec<(Bytes, Bytes)>>> {
         // The file, not the loop device: see [`MetaReader::open`].
         let file = self.metadata_path(false)?;
         let origin = self

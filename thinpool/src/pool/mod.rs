@@ -3,6 +3,7 @@
 //! pool owns its [`Store`] (and so the lock) for as long as it is open.
 
 mod activate;
+mod changes;
 mod check;
 mod discard;
 mod recover;
