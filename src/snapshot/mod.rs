@@ -5,8 +5,10 @@
 
 pub mod conformance;
 pub mod devmapper;
+pub mod inodes;
 pub mod vfs;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -143,7 +145,8 @@ pub trait Snapshotter {
     fn view(&mut self, key: &str, parent: &str) -> Result<Vec<Mount>>;
     /// The mounts for an active snapshot or view.
     fn mounts(&self, key: &str) -> Result<Vec<Mount>>;
-    /// Commits active `key` as `name`.
+    /// Commits active `key` as `name`, releasing what [`Snapshotter::path`]
+    /// made reachable.
     fn commit(&mut self, name: &str, key: &str) -> Result<()>;
     /// Removes a snapshot.
     fn remove(&mut self, key: &str) -> Result<()>;
@@ -180,6 +183,16 @@ pub trait Snapshotter {
     /// Returns `false`, having done nothing, when it cannot (vfs).
     fn commit_copy(&mut self, _name: &str, _key: &str) -> Result<bool> {
         Ok(false)
+    }
+    /// The paths of the parent's tree (relative, no leading `/`; `""` is
+    /// the root) whose inodes may differ in active snapshot `key`, for a
+    /// diff that reads only those ([`crate::engine::layer::Scope`]).
+    /// `None` when the driver cannot tell: then everything is compared.
+    /// Call it while `key` and its parent are reachable through
+    /// [`Snapshotter::path`]; changes made after it returns are not
+    /// covered.
+    fn changed_paths(&mut self, _key: &str) -> Result<Option<BTreeSet<Vec<u8>>>> {
+        Ok(None)
     }
     /// Grows an active snapshot's device and filesystem to `size` bytes.
     /// Drivers without block devices refuse.

@@ -12,11 +12,16 @@
 //! listed as Modified. A deleted directory is listed alone, not its
 //! children.
 //!
+//! **Reading.** Both trees are walked whole, unless the storage gives a
+//! [`Scope`]: the paths whose inodes may have changed, from which only
+//! the parts of the trees that can differ are read (see
+//! [`super::scope`]); the result is the same.
+//!
 //! **Tars** list entries sorted bytewise by path (parents first), with
 //! deletions as `.wh.<name>` entries; inodes seen twice (by device and
 //! inode number) become hardlink entries to the first path.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
@@ -25,9 +30,14 @@ use std::path::{Path, PathBuf};
 use super::error::LayerError;
 use super::meta::{Kind, Mtime};
 use super::names::WH_PREFIX;
+use super::scope::read_scoped;
 use super::tarwrite::{Spec, TarWriter};
 use super::walk::{Node, Tree};
 use crate::engine::digest::Digest;
+
+/// Paths of a lower tree (relative, no leading `/`; `""` is the root)
+/// whose inodes may have changed in an upper tree made from it.
+pub type Scope = BTreeSet<Vec<u8>>;
 
 /// One difference, with the path absolute inside the tree (`/etc/hosts`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -64,7 +74,21 @@ enum Op {
 /// # Errors
 /// [`LayerError::Fs`] if a tree cannot be read.
 pub fn changes(lower: Option<&Path>, upper: &Path) -> Result<Vec<Change>, LayerError> {
-    let (low, up) = read_pair(lower, upper)?;
+    changes_in(lower, upper, None)
+}
+
+/// As [`changes`], reading only what `scope` says may differ when given:
+/// the paths of `lower` whose inodes may have changed in `upper`, which
+/// must be a snapshot of `lower`'s filesystem (see [`super::scope`]).
+///
+/// # Errors
+/// As [`changes`].
+pub fn changes_in(
+    lower: Option<&Path>,
+    upper: &Path,
+    scope: Option<&Scope>,
+) -> Result<Vec<Change>, LayerError> {
+    let (low, up) = read_pair(lower, upper, scope)?;
     let ops = compute(low.as_ref(), &up);
     Ok(ops
         .into_iter()
@@ -91,7 +115,20 @@ pub fn write_layer(
     upper: &Path,
     out: impl Write,
 ) -> Result<LayerInfo, LayerError> {
-    let (low, mut up) = read_pair(lower, upper)?;
+    write_layer_in(lower, upper, None, out)
+}
+
+/// As [`write_layer`], with a `scope` as for [`changes_in`].
+///
+/// # Errors
+/// As [`write_layer`].
+pub fn write_layer_in(
+    lower: Option<&Path>,
+    upper: &Path,
+    scope: Option<&Scope>,
+    out: impl Write,
+) -> Result<LayerInfo, LayerError> {
+    let (low, mut up) = read_pair(lower, upper, scope)?;
     let ops = compute(low.as_ref(), &up);
     // Entries are written with their xattrs (directories above a change
     // may not have had them read yet).
@@ -156,26 +193,20 @@ pub fn write_tree(root: &Path, out: impl Write) -> Result<LayerInfo, LayerError>
 /// guarantee within a second, so for them xattrs are always compared.
 /// Trees that are not related that way simply have different inode
 /// numbers or ctimes, and everything is compared.
-fn read_pair(lower: Option<&Path>, upper: &Path) -> Result<(Option<Tree>, Tree), LayerError> {
+///
+/// With a `scope`, only the parts of the trees it implies are read.
+fn read_pair(
+    lower: Option<&Path>,
+    upper: &Path,
+    scope: Option<&Scope>,
+) -> Result<(Option<Tree>, Tree), LayerError> {
     let Some(lower) = lower else {
         return Ok((None, Tree::read(upper)?));
     };
-    // The two trees are on different devices and mostly not in the page
-    // cache (a freshly activated layer): reading them at once keeps both
-    // CPUs and both devices busy, nearly halving a commit's walk.
-    let (low, up) = std::thread::scope(|s| {
-        let low = s.spawn(|| Tree::read_with(lower, false));
-        let up = Tree::read_with(upper, false);
-        (low.join(), up)
-    });
-    let mut low = low.map_err(|_| {
-        LayerError::fs(
-            "read",
-            lower.as_os_str().as_encoded_bytes(),
-            std::io::Error::other("the thread reading the tree panicked"),
-        )
-    })??;
-    let mut up = up?;
+    let (mut low, mut up) = match scope {
+        Some(scope) => read_scoped(lower, upper, scope)?,
+        None => read_both(lower, upper)?,
+    };
     let need: Vec<Vec<u8>> = up
         .nodes
         .iter()
@@ -187,6 +218,26 @@ fn read_pair(lower: Option<&Path>, upper: &Path) -> Result<(Option<Tree>, Tree),
         low.read_xattrs(p)?;
     }
     Ok((Some(low), up))
+}
+
+/// Both whole trees, without xattrs.
+fn read_both(lower: &Path, upper: &Path) -> Result<(Tree, Tree), LayerError> {
+    // The two trees are on different devices and mostly not in the page
+    // cache (a freshly activated layer): reading them at once keeps both
+    // CPUs and both devices busy, nearly halving a commit's walk.
+    let (low, up) = std::thread::scope(|s| {
+        let low = s.spawn(|| Tree::read_with(lower, false));
+        let up = Tree::read_with(upper, false);
+        (low.join(), up)
+    });
+    let low = low.map_err(|_| {
+        LayerError::fs(
+            "read",
+            lower.as_os_str().as_encoded_bytes(),
+            std::io::Error::other("the thread reading the tree panicked"),
+        )
+    })??;
+    Ok((low, up?))
 }
 
 /// Whether two stats show the same, unchanged inode (see [`read_pair`]).

@@ -17,6 +17,7 @@ mod fsops;
 mod meta;
 mod names;
 mod resolve;
+mod scope;
 mod tarread;
 mod tarwrite;
 mod walk;
@@ -26,5 +27,7 @@ mod writeback;
 pub use apply::{apply_layer, apply_layer_verified, ApplyOptions, ApplyStats};
 pub use compress::diff_id_of;
 pub(crate) use compress::read_full;
-pub use diff::{changes, write_layer, write_tree, Change, LayerInfo};
+pub use diff::{
+    changes, changes_in, write_layer, write_layer_in, write_tree, Change, LayerInfo, Scope,
+};
 pub use error::{LayerError, Limit, Refusal};

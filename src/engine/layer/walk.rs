@@ -90,6 +90,37 @@ impl Node {
 pub(crate) struct Tree {
     root: OwnedFd,
     pub nodes: BTreeMap<Vec<u8>, Node>,
+    /// The directory [`Tree::probe`] opened last: probes come sorted, so
+    /// siblings reuse it.
+    last_dir: Option<(Vec<u8>, OwnedFd)>,
+}
+
+/// Whether a failure to open a path means it is not there as a walk
+/// would see it (missing, under a non-directory or a symlink).
+fn gone(e: &std::io::Error) -> bool {
+    [Errno::NOENT, Errno::NOTDIR, Errno::LOOP, Errno::XDEV]
+        .iter()
+        .any(|x| e.raw_os_error() == Some(x.raw_os_error()))
+}
+
+/// Stats entry `name` of `dir` (the node at `path`), with its symlink
+/// target; `None` when it vanished or is of no known type.
+fn stat_child(dir: &OwnedFd, path: &[u8], name: &[u8]) -> Result<Option<Node>, LayerError> {
+    let st = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(LayerError::fs("stat", path, e)),
+    };
+    let Some(mut node) = Node::from_stat(&st) else {
+        return Ok(None);
+    };
+    if node.kind == Kind::Symlink {
+        let t = rfs::readlinkat(dir, name, Vec::new());
+        node.target = t
+            .map_err(|e| LayerError::fs("read link", path, e))?
+            .into_bytes();
+    }
+    Ok(Some(node))
 }
 
 fn fs_err<'a>(op: &'static str, rel: &'a [u8]) -> impl FnOnce(std::io::Error) -> LayerError + 'a {
@@ -114,6 +145,17 @@ impl Tree {
     /// # Errors
     /// As [`Tree::read`].
     pub(crate) fn read_with(path: &Path, xattrs: bool) -> Result<Tree, LayerError> {
+        let mut tree = Tree::root_only(path, xattrs)?;
+        tree.read_below(b"", xattrs)?;
+        Ok(tree)
+    }
+
+    /// The tree under `path` with only its root node read; parts are added
+    /// with [`Tree::probe`], [`Tree::list`] and [`Tree::read_below`].
+    ///
+    /// # Errors
+    /// [`LayerError::Fs`] if the root cannot be opened.
+    pub(crate) fn root_only(path: &Path, xattrs: bool) -> Result<Tree, LayerError> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let root = rfs::open(path, flags, Mode::empty())
             .map_err(|e| LayerError::fs("open", path.as_os_str().as_bytes(), e))?;
@@ -125,12 +167,62 @@ impl Tree {
         }
         let mut nodes = BTreeMap::new();
         nodes.insert(Vec::new(), top);
-        let mut tree = Tree { root, nodes };
-        let mut pending = vec![Vec::new()];
+        Ok(Tree {
+            root,
+            nodes,
+            last_dir: None,
+        })
+    }
+
+    /// Reads everything below directory `rel` (without xattrs when
+    /// `xattrs` is false).
+    ///
+    /// # Errors
+    /// [`LayerError::Fs`] if a directory, symlink or xattr list cannot be
+    /// read.
+    pub(crate) fn read_below(&mut self, rel: &[u8], xattrs: bool) -> Result<(), LayerError> {
+        let mut pending = vec![rel.to_vec()];
         while let Some(rel) = pending.pop() {
-            tree.read_dir(&rel, &mut pending, xattrs)?;
+            self.read_dir(&rel, &mut pending, xattrs)?;
         }
-        Ok(tree)
+        Ok(())
+    }
+
+    /// Reads the entries of directory `rel`, one level, without xattrs.
+    ///
+    /// # Errors
+    /// As [`Tree::read_below`].
+    pub(crate) fn list(&mut self, rel: &[u8]) -> Result<(), LayerError> {
+        self.read_dir(rel, &mut Vec::new(), false)
+    }
+
+    /// Reads node `rel` (not its xattrs) if it exists and its parent is
+    /// reachable from the root without symlinks, as a walk would reach it.
+    ///
+    /// # Errors
+    /// [`LayerError::Fs`] for failures other than "not there".
+    pub(crate) fn probe(&mut self, rel: &[u8]) -> Result<(), LayerError> {
+        if self.nodes.contains_key(rel) {
+            return Ok(());
+        }
+        let (parent, name) = match rel.iter().rposition(|b| *b == b'/') {
+            Some(i) => (&rel[..i], &rel[i + 1..]),
+            None => (&[][..], rel),
+        };
+        let dir = match self.last_dir.take() {
+            Some((p, fd)) if p == parent => fd,
+            _ => match open_beneath(&self.root, parent, OFlags::RDONLY | OFlags::DIRECTORY) {
+                Ok(d) => d,
+                Err(e) if gone(&e) => return Ok(()),
+                Err(e) => return Err(LayerError::fs("open directory", parent, e)),
+            },
+        };
+        let node = stat_child(&dir, rel, name)?;
+        self.last_dir = Some((parent.to_vec(), dir));
+        if let Some(node) = node {
+            self.nodes.insert(rel.to_vec(), node);
+        }
+        Ok(())
     }
 
     /// Reads the xattrs of node `rel` if they have not been read yet.
@@ -174,20 +266,9 @@ impl Tree {
             .map_err(fs_err("open directory", rel))?;
         for name in list_names(&dir).map_err(fs_err("list", rel))? {
             let path = child(rel, &name);
-            let st = match rfs::statat(&dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                Err(Errno::NOENT) => continue,
-                Err(e) => return Err(LayerError::fs("stat", &path, e)),
-            };
-            let Some(mut node) = Node::from_stat(&st) else {
+            let Some(mut node) = stat_child(&dir, &path, &name)? else {
                 continue;
             };
-            if node.kind == Kind::Symlink {
-                let t = rfs::readlinkat(&dir, name.as_slice(), Vec::new());
-                node.target = t
-                    .map_err(|e| LayerError::fs("read link", &path, e))?
-                    .into_bytes();
-            }
             if xattrs {
                 if node.kind != Kind::Socket {
                     node.xattrs =
