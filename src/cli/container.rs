@@ -202,6 +202,12 @@ pub fn diff(name: &str, ctx: &Ctx) -> anyhow::Result<()> {
     let changes = e
         .container_diff(name)
         .with_context(|| format!("failed to diff container {name}"))?;
+    print_changes(&changes);
+    Ok(())
+}
+
+/// Prints `A`/`C`/`D` lines.
+pub(super) fn print_changes(changes: &[Change]) {
     for c in changes {
         let (letter, p) = match &c {
             Change::Added(p) => ('A', p),
@@ -210,7 +216,6 @@ pub fn diff(name: &str, ctx: &Ctx) -> anyhow::Result<()> {
         };
         println!("{letter} {}", p.display());
     }
-    Ok(())
 }
 
 /// Runs `commit`: prints the new image's id.

@@ -9,7 +9,10 @@ use clap::Subcommand;
 use thinpool::fs::FsKind;
 use thinpool::{Bytes, CreateOptions, Pool, RealKernel};
 
+use super::container::print_changes;
+use super::image::open_engine;
 use super::Ctx;
+use crate::engine::containers::Walk;
 use crate::snapshot::conformance;
 use crate::snapshot::devmapper::{DevmapperSnapshotter, DmSettings};
 use crate::snapshot::Snapshotter;
@@ -26,6 +29,20 @@ pub enum DebugCommand {
         #[arg(long = "case")]
         cases: Vec<String>,
     },
+    /// Print a container's diff as `diff` does, read one way: `--walk full`
+    /// compares both whole trees, `--walk scoped` only what the storage
+    /// says may have changed (what `diff` and `commit` do); `--scope`
+    /// prints that scope instead (`-` when there is none).
+    Diff {
+        /// `full` or `scoped`.
+        #[arg(long, default_value = "scoped")]
+        walk: String,
+        /// Print the scope, one path per line.
+        #[arg(long)]
+        scope: bool,
+        /// Container name or id.
+        container: String,
+    },
     /// Print the byte ranges (offset length) of a pool device that its
     /// origin does not share: what removing it discards on a loop pool.
     Unshared {
@@ -34,12 +51,39 @@ pub enum DebugCommand {
     },
 }
 
+fn diff(ctx: &Ctx, walk: &str, scope: bool, container: &str) -> anyhow::Result<()> {
+    let how = match walk {
+        "full" => Walk::Full,
+        "scoped" => Walk::Scoped,
+        other => anyhow::bail!("--walk {other}: expected full or scoped"),
+    };
+    let mut e = open_engine(ctx)?;
+    if scope {
+        match e.container_diff_scope(container)? {
+            Some(paths) => {
+                for p in paths {
+                    println!("/{}", String::from_utf8_lossy(&p));
+                }
+            }
+            None => println!("-"),
+        }
+        return Ok(());
+    }
+    print_changes(&e.container_diff_by(container, how)?);
+    Ok(())
+}
+
 /// Runs a debug command.
 ///
 /// # Errors
 /// Setup failures; a failing case panics with its message (and exits 101).
 pub fn run(cmd: DebugCommand, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
+        DebugCommand::Diff {
+            walk,
+            scope,
+            container,
+        } => diff(ctx, &walk, scope, &container),
         DebugCommand::Unshared { device } => {
             let mut pool = Pool::open(&ctx.root, Box::new(RealKernel::new()))?;
             let ranges = pool

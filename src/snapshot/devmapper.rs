@@ -11,8 +11,12 @@
 //! has its device; a removal is marked (`removing`) before the device goes.
 //! On open, unfinished changes are rolled back or finished, and pool
 //! devices owned by the snapshotter that no record names are deleted.
+//!
+//! A diff of an active snapshot against its parent reads only the paths
+//! whose inodes the pool says may have changed (ext4), through an inode
+//! index of the parent kept beside the records ([`index`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +25,8 @@ use thinpool::store::atomic::atomic_write;
 use thinpool::{Bytes, Pool};
 
 use super::vfs::validate_key;
+
+mod index;
 use super::{DeviceInfo, Info, Kind, Mount, Result, SnapshotError, Snapshotter, Usage};
 
 /// Owner recorded on the pool devices of snapshots.
@@ -206,7 +212,10 @@ impl DevmapperSnapshotter {
 
     fn delete_device(&mut self, name: &str) -> Result<()> {
         match self.pool.delete_thin(name) {
-            Ok(()) | Err(thinpool::Error::DeviceNotFound { .. }) => Ok(()),
+            Ok(()) | Err(thinpool::Error::DeviceNotFound { .. }) => {
+                self.drop_index(name);
+                Ok(())
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -444,6 +453,8 @@ impl Snapshotter for DevmapperSnapshotter {
 
     fn commit(&mut self, name: &str, key: &str) -> Result<()> {
         let r = self.committable(name, key)?;
+        // Indexed now, while the layer just written is still cached.
+        self.make_index(&r.device, &self.mount_dir(&r));
         // Unmounting flushes the filesystem; deactivating flushes the device.
         tfs::unmount(&self.mount_dir(&r))?;
         self.pool.deactivate_thin(&r.device)?;
@@ -612,6 +623,10 @@ impl Snapshotter for DevmapperSnapshotter {
         }
         self.save()?;
         Ok(true)
+    }
+
+    fn changed_paths(&mut self, key: &str) -> Result<Option<BTreeSet<Vec<u8>>>> {
+        self.changed_paths_of(key)
     }
 
     fn grow(&mut self, key: &str, size: u64) -> Result<()> {

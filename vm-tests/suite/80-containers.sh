@@ -4,7 +4,8 @@
 # inspect (DeviceId, DeviceName, DeviceSize), --size (smaller refused, larger grows device and ext4), commit, rm,
 # rmi, and the pool back to its base device only; then kill -9 during
 # create, rm and commit, each recovered by the next command with a clean
-# pool.
+# pool; and diff/commit reading only the inodes the pool says changed,
+# checked against the full walk.
 # shellcheck source=common.sh
 . /suite/common.sh
 on_boot 1 || exit 0
@@ -141,5 +142,87 @@ t_kill_9_during_create_rm_commit() {
     must thinsnap --root "$D" pool destroy --force
 }
 
+# same_diff C: `diff` (reading only the scope) equals the full walk.
+same_diff() {
+    _full=$(dm debug diff --walk full "$1") || fail "full diff of $1: $_full"
+    _scoped=$(dm diff "$1") || fail "diff of $1: $_scoped"
+    [ -n "$_full" ] || fail "$1 has changes"
+    assert_eq "$_scoped" "$_full" "scoped diff of $1"
+}
+
+# scope_lines C: how many paths the scope of C's diff has ("-": none).
+scope_lines() {
+    _s=$(dm debug diff --scope "$1") || fail "scope of $1: $_s"
+    [ "$_s" != "-" ] || fail "no scope for $1 on ext4"
+    echo "$_s" | wc -l
+}
+
+t_diff_reads_only_changed_inodes() {
+    D=$T_STATE/dm3
+    R=$T_STATE/many
+    # 2400 files in 60 directories: inodes in many 64 KiB blocks.
+    for d in $(seq 1 60); do
+        mkdir -p "$R/d$d/sub"
+        for f in $(seq 1 40); do echo "file $d $f" >"$R/d$d/f$f"; done
+    done
+    ln "$R/d1/f1" "$R/d2/hard"
+    ln -s ../d1 "$R/d3/sym"
+    tar -C "$R" -cf "$T_STATE/many.tar" .
+    total=$(find "$R" | wc -l)
+    must thinsnap --root "$D" pool create --data-size 4G --metadata-size 64M
+    printf '[devmapper]\nbase_size = "1G"\n' >"$D/config.toml"
+    must dm import "$T_STATE/many.tar" many:1
+
+    # One new file: a scope of a few inode blocks, not the whole tree.
+    must dm create --name one many:1
+    m=$(dm mount one) || fail "mount: $m"
+    echo "one new file" >"$m/d30/new"
+    n=$(scope_lines one)
+    [ "$n" -lt $((total / 2)) ] || fail "scope of $n paths for one new file in $total"
+    assert_eq "$(dm diff one)" "C /d30
+A /d30/new"
+
+    # Every kind of change: the scoped diff is the full walk's.
+    must dm create --name all many:1
+    m=$(dm mount all) || fail "mount: $m"
+    echo "changed" >"$m/d5/f5"
+    echo "more" >>"$m/d6/f6"
+    chmod 600 "$m/d7/f7"
+    chown 1000:1000 "$m/d8/f8"
+    touch -d "2001-01-01 00:00:00" "$m/d9/f9"
+    mkdir -p "$m/d10/new/deep"
+    echo x >"$m/d10/new/deep/x"
+    rm "$m/d11/f11"
+    rm -r "$m/d12"
+    mv "$m/d13/f13" "$m/d14/moved"
+    mv "$m/d15" "$m/d16/moved-dir"
+    ln "$m/d17/f17" "$m/d17/hard2"
+    rm "$m/d3/sym"
+    ln -s ../d2 "$m/d3/sym"
+    rm -r "$m/d18"
+    echo "a file now" >"$m/d18"
+    rm "$m/d19/f19"
+    mkdir "$m/d19/f19"
+    rm -r "$m/d20/sub"
+    mkdir "$m/d20/sub"
+    echo y >"$m/d20/sub/y"
+    same_diff all
+
+    # A container of a committed image: the committed layer's index is
+    # made on the first diff that needs it.
+    must dm commit all many:2
+    must dm create --name next many:2
+    m=$(dm mount next) || fail "mount: $m"
+    echo "after commit" >"$m/d40/f1"
+    rm "$m/d14/moved"
+    same_diff next
+    n=$(scope_lines next)
+    [ "$n" -lt "$total" ] || fail "scope of $n paths in $total"
+    must dm rm -f one all next
+    must dm rmi many:2 many:1
+    must thinsnap --root "$D" pool destroy --force
+}
+
 run_test containers_on_thin_devices t_containers_on_thin_devices
 run_test kill_9_during_create_rm_commit t_kill_9_during_create_rm_commit
+run_test diff_reads_only_changed_inodes t_diff_reads_only_changed_inodes

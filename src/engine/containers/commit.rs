@@ -54,9 +54,10 @@ impl Engine {
         // == diff id), then made into a layer on the image's top layer.
         let tmp = self.blobs.temp()?;
         let what = format!("container {}", c.name);
-        let info = self.with_trees(&c, |lower, upper| {
+        let info = self.with_trees(&c, Walk::Scoped, |lower, upper, scope| {
             let mut w = std::io::BufWriter::new(tmp.as_file());
-            let info = layer::write_layer(lower, upper, &mut w).map_err(layer_err(&what))?;
+            let info =
+                layer::write_layer_in(lower, upper, scope, &mut w).map_err(layer_err(&what))?;
             w.flush().map_err(EngineError::io("write", tmp.path()))?;
             Ok(info)
         })?;

@@ -53,6 +53,16 @@ fn layer_err(what: &str) -> impl FnOnce(layer::LayerError) -> EngineError + '_ {
 mod commit;
 pub use commit::CommitOptions;
 
+/// How a diff reads the two trees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walk {
+    /// Only the paths the snapshotter says may have changed, when it can
+    /// tell; both whole trees otherwise.
+    Scoped,
+    /// Both whole trees.
+    Full,
+}
+
 impl Engine {
     /// Every container, newest first.
     pub fn containers(&self) -> Vec<ContainerRecord> {
@@ -324,12 +334,15 @@ impl Engine {
         })
     }
 
-    /// Runs `f` on the image's top layer (read-only) and the container's
-    /// tree, then undoes the mounts it made.
+    /// Runs `f` on the image's top layer (read-only), the container's
+    /// tree and, unless `how` is [`Walk::Full`], the scope the snapshotter
+    /// gives for a diff of the two (`None`: compare everything); then undoes
+    /// the mounts it made.
     fn with_trees<T>(
         &mut self,
         c: &ContainerRecord,
-        f: impl FnOnce(Option<&Path>, &Path) -> Result<T>,
+        how: Walk,
+        f: impl FnOnce(Option<&Path>, &Path, Option<&layer::Scope>) -> Result<T>,
     ) -> Result<T> {
         let lower_snap = self.top_snapshot(&c.image)?;
         let upper = self.snap.path(&c.snapshot)?;
@@ -345,7 +358,13 @@ impl Engine {
             },
             None => None,
         };
-        let r = f(lower.as_deref(), &upper);
+        // Without a scope the diff is still right, only slower: a failure
+        // to find one is not the command's failure.
+        let scope = match how {
+            Walk::Scoped if lower.is_some() => self.snap.changed_paths(&c.snapshot).ok().flatten(),
+            _ => None,
+        };
+        let r = f(lower.as_deref(), &upper, scope.as_ref());
         let released_lower = lower_snap.as_ref().map(|s| self.snap.release(s));
         let released_upper = if c.mounted {
             Ok(())
@@ -363,11 +382,31 @@ impl Engine {
     /// # Errors
     /// [`EngineError::ContainerNotFound`], snapshot and layer errors.
     pub fn container_diff(&mut self, name: &str) -> Result<Vec<Change>> {
+        self.container_diff_by(name, Walk::Scoped)
+    }
+
+    /// As [`Engine::container_diff`], choosing how the trees are read
+    /// (the test suites compare the two ways).
+    ///
+    /// # Errors
+    /// As [`Engine::container_diff`].
+    pub fn container_diff_by(&mut self, name: &str, how: Walk) -> Result<Vec<Change>> {
         let c = self.container(name)?;
         let what = format!("container {}", c.name);
-        self.with_trees(&c, |lower, upper| {
-            layer::changes(lower, upper).map_err(layer_err(&what))
+        self.with_trees(&c, how, |lower, upper, scope| {
+            layer::changes_in(lower, upper, scope).map_err(layer_err(&what))
         })
+    }
+
+    /// The scope the snapshotter gives for a diff of the container (the
+    /// paths of its image's tree that may have changed), `None` when it
+    /// gives none.
+    ///
+    /// # Errors
+    /// As [`Engine::container_diff`].
+    pub fn container_diff_scope(&mut self, name: &str) -> Result<Option<layer::Scope>> {
+        let c = self.container(name)?;
+        self.with_trees(&c, Walk::Scoped, |_, _, scope| Ok(scope.cloned()))
     }
 
     /// Writes the container's flat filesystem as a tar.
