@@ -311,13 +311,9 @@ impl Engine {
                 return Err(e);
             }
         };
+        self.snap.release(&key)?;
         let name = format!("{LAYER_PREFIX}{}", chain_id.hex());
-        // Committed while still reachable: a driver may index the tree
-        // while it is cached (devmapper does), and releases it itself.
-        if let Err(e) = self.snap.commit(&name, &key) {
-            let _ = self.snap.release(&key);
-            return Err(e.into());
-        }
+        self.snap.commit(&name, &key)?;
         let rec = LayerRecord {
             chain_id: chain_id.clone(),
             diff_id: diff_id.clone(),

@@ -453,8 +453,6 @@ impl Snapshotter for DevmapperSnapshotter {
 
     fn commit(&mut self, name: &str, key: &str) -> Result<()> {
         let r = self.committable(name, key)?;
-        // Indexed now, while the layer just written is still cached.
-        self.make_index(&r.device, &self.mount_dir(&r));
         // Unmounting flushes the filesystem; deactivating flushes the device.
         tfs::unmount(&self.mount_dir(&r))?;
         self.pool.deactivate_thin(&r.device)?;

@@ -6,9 +6,8 @@
 //!
 //! A committed snapshot never changes, so its index never goes stale. It
 //! is made by listing directories only (`getdents` gives each entry's inode
-//! number and type, so nothing is stat'ed), right after the layer is
-//! written while its directories are still cached. A missing or unreadable
-//! index only means the diff walks the whole tree, as without one.
+//! number and type, so nothing is stat'ed). A missing or unreadable index
+//! only means the diff walks the whole tree, as without one.
 
 use std::collections::BTreeSet;
 use std::io;

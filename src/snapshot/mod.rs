@@ -145,8 +145,7 @@ pub trait Snapshotter {
     fn view(&mut self, key: &str, parent: &str) -> Result<Vec<Mount>>;
     /// The mounts for an active snapshot or view.
     fn mounts(&self, key: &str) -> Result<Vec<Mount>>;
-    /// Commits active `key` as `name`, releasing what [`Snapshotter::path`]
-    /// made reachable.
+    /// Commits active `key` as `name`.
     fn commit(&mut self, name: &str, key: &str) -> Result<()>;
     /// Removes a snapshot.
     fn remove(&mut self, key: &str) -> Result<()>;

@@ -208,8 +208,8 @@ A /d30/new"
     echo y >"$m/d20/sub/y"
     same_diff all
 
-    # A container of a committed image: the committed layer's index is
-    # made on the first diff that needs it.
+    # A container of a committed image: its layer, made by commit, is a
+    # snapshot of the container and gets its own index.
     must dm commit all many:2
     must dm create --name next many:2
     m=$(dm mount next) || fail "mount: $m"
