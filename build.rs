@@ -30,7 +30,10 @@ fn main() {
         let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
         // An ar archive with no members is its 8-byte magic alone.
         if let Err(e) = std::fs::write(out.join("libdevmapper.a"), b"!<arch>\n") {
-            panic!("cannot write an empty libdevmapper.a in {}: {e}", out.display());
+            panic!(
+                "cannot write an empty libdevmapper.a in {}: {e}",
+                out.display()
+            );
         }
         println!("cargo:rustc-link-search=native={}", out.display());
     }
