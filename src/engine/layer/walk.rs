@@ -95,6 +95,14 @@ pub(crate) struct Tree {
     last_dir: Option<(Vec<u8>, OwnedFd)>,
 }
 
+/// `a/b/c` as (`a/b`, `c`); a top-level name has the parent `""`.
+fn split_parent(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (&[][..], rel),
+    }
+}
+
 /// Whether a failure to open a path means it is not there as a walk
 /// would see it (missing, under a non-directory or a symlink).
 fn gone(e: &std::io::Error) -> bool {
@@ -205,10 +213,7 @@ impl Tree {
         if self.nodes.contains_key(rel) {
             return Ok(());
         }
-        let (parent, name) = match rel.iter().rposition(|b| *b == b'/') {
-            Some(i) => (&rel[..i], &rel[i + 1..]),
-            None => (&[][..], rel),
-        };
+        let (parent, name) = split_parent(rel);
         let dir = match self.last_dir.take() {
             Some((p, fd)) if p == parent => fd,
             _ => match open_beneath(&self.root, parent, OFlags::RDONLY | OFlags::DIRECTORY) {
@@ -241,10 +246,7 @@ impl Tree {
         } else if rel.is_empty() {
             xattrs_at(&self.root, b"").map_err(fs_err("list xattrs of", b"."))?
         } else {
-            let (parent, name) = match rel.iter().rposition(|b| *b == b'/') {
-                Some(i) => (&rel[..i], &rel[i + 1..]),
-                None => (&[][..], rel),
-            };
+            let (parent, name) = split_parent(rel);
             let dir = open_beneath(&self.root, parent, OFlags::RDONLY | OFlags::DIRECTORY)
                 .map_err(fs_err("open directory", parent))?;
             xattrs_at(&dir, name).map_err(fs_err("list xattrs of", rel))?
