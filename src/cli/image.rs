@@ -280,9 +280,15 @@ pub fn load(input: Option<PathBuf>, quiet: bool, ctx: &Ctx) -> anyhow::Result<()
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "-".into());
-    let loaded = e
-        .load(open_input(&src)?)
-        .with_context(|| format!("failed to load {src}"))?;
+    let loaded = match &input {
+        // A file is read in place (each layer once); stdin is unpacked.
+        Some(p) => {
+            let f = std::fs::File::open(p).with_context(|| format!("failed to open {src}"))?;
+            e.load_file(f)
+        }
+        None => e.load(open_input(&src)?),
+    }
+    .with_context(|| format!("failed to load {src}"))?;
     for l in loaded {
         if l.refs.is_empty() {
             println!("Loaded image ID: {}", l.id);

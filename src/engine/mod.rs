@@ -17,18 +17,21 @@ pub mod human;
 pub mod images;
 pub mod import;
 pub mod layer;
+mod layers;
 pub mod model;
 pub mod reference;
 pub mod store;
+mod tee;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use error::EngineError;
+pub(crate) use layers::{PendingBlob, Source};
 
 use blobs::BlobStore;
 use digest::Digest;
-use store::{BlobRef, EngineStore, LayerRecord};
+use store::EngineStore;
 
 use crate::snapshot::{Kind, Snapshotter};
 
@@ -263,119 +266,6 @@ impl Engine {
             return None;
         }
         self.store.state.tags.get(&r.to_string()).cloned()
-    }
-
-    /// Makes the layer `chain_id` from a stored blob on top of `parent`,
-    /// checking the content against `diff_id`. An existing layer is reused.
-    /// On error nothing is left: the work snapshot is removed.
-    ///
-    /// # Errors
-    /// [`EngineError::DiffIdMismatch`]-like errors via `on_mismatch`, layer
-    /// and snapshot errors.
-    pub(crate) fn create_layer(
-        &mut self,
-        parent: Option<&Digest>,
-        chain_id: &Digest,
-        diff_id: &Digest,
-        blob: BlobRef,
-        on_mismatch: &dyn Fn(Digest) -> EngineError,
-    ) -> Result<LayerRecord> {
-        if let Some(l) = self.store.state.layers.get(chain_id).cloned() {
-            return self.link_blob(l, blob, diff_id, on_mismatch);
-        }
-        let parent_snap = match parent {
-            Some(p) => Some(
-                self.store
-                    .state
-                    .layers
-                    .get(p)
-                    .map(|l| l.snapshot.clone())
-                    .ok_or_else(|| EngineError::archive(format!("parent layer {p} is missing")))?,
-            ),
-            None => None,
-        };
-        let key = format!("{WORK_PREFIX}{}", chain_id.hex());
-        self.snap.prepare(&key, parent_snap.as_deref())?;
-        let applied = self.apply_blob(&key, &blob);
-        let result = applied.and_then(|(got, size)| {
-            if got != *diff_id {
-                return Err(on_mismatch(got));
-            }
-            Ok(size)
-        });
-        let size = match result {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = self.snap.release(&key);
-                let _ = self.snap.remove(&key);
-                return Err(e);
-            }
-        };
-        self.snap.release(&key)?;
-        let name = format!("{LAYER_PREFIX}{}", chain_id.hex());
-        self.snap.commit(&name, &key)?;
-        let rec = LayerRecord {
-            chain_id: chain_id.clone(),
-            diff_id: diff_id.clone(),
-            parent: parent.cloned(),
-            snapshot: name,
-            size,
-            blobs: vec![blob],
-        };
-        self.store
-            .state
-            .layers
-            .insert(chain_id.clone(), rec.clone());
-        Ok(rec)
-    }
-
-    /// A stored layer met again through another blob (another compression):
-    /// checks that the blob holds the same content, then keeps it with the
-    /// layer so that manifests naming it stay whole for save and push.
-    fn link_blob(
-        &mut self,
-        mut l: LayerRecord,
-        blob: BlobRef,
-        diff_id: &Digest,
-        on_mismatch: &dyn Fn(Digest) -> EngineError,
-    ) -> Result<LayerRecord> {
-        if l.blobs.iter().any(|b| b.digest == blob.digest) {
-            return Ok(l);
-        }
-        let f = std::io::BufReader::new(self.blobs.open_blob(&blob.digest)?);
-        let (got, _) = layer::diff_id_of(f).map_err(|e| EngineError::Layer {
-            layer: blob.digest.to_string(),
-            source: Box::new(e),
-        })?;
-        if got != *diff_id {
-            return Err(on_mismatch(got));
-        }
-        l.blobs.push(blob);
-        self.store
-            .state
-            .layers
-            .insert(l.chain_id.clone(), l.clone());
-        Ok(l)
-    }
-
-    /// Applies a stored layer blob onto an active snapshot; returns the
-    /// diff id and uncompressed size of what was applied.
-    fn apply_blob(&mut self, key: &str, blob: &BlobRef) -> Result<(Digest, u64)> {
-        let dir = self.snap.path(key)?;
-        let f = self.blobs.open_blob(&blob.digest)?;
-        // A stored blob's content has its digest (checked as it was
-        // written): an uncompressed one is not hashed again for its diff id.
-        let stats = layer::apply::apply_layer_verified(
-            &dir,
-            std::io::BufReader::new(f),
-            &layer::apply::ApplyOptions::default(),
-            &blob.digest,
-        )
-        .map_err(|e| EngineError::Layer {
-            layer: blob.digest.to_string(),
-            source: Box::new(e),
-        })?;
-        Ok((stats.diff_id, stats.size))
     }
 
     /// Parses the REPOSITORY[:TAG] a new image is to be named by (`what`

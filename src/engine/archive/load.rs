@@ -3,13 +3,19 @@
 //! nested indexes, platform selection), gzip/zstd compressed or plain.
 //! Every blob is checked against its digest and every layer against the
 //! config's diff ids; on any error the store is left exactly as before.
+//! An uncompressed archive file is read in place ([`Stage::index`]): each
+//! layer is read once, applied, hashed and stored in the same pass, and
+//! checked before anything of it is kept.
 
+use std::fs::File;
 use std::io::BufRead;
+use std::os::unix::fs::FileExt;
 
 use serde::Deserialize;
 
 use super::stage::{Stage, Staged};
 use super::Loaded;
+use crate::engine::blobs::MAX_JSON;
 use crate::engine::digest::Digest;
 use crate::engine::images::now;
 use crate::engine::model::{
@@ -18,14 +24,24 @@ use crate::engine::model::{
 };
 use crate::engine::reference::Reference;
 use crate::engine::store::BlobRef;
-use crate::engine::{decompress, Engine, EngineError, Result};
+use crate::engine::{decompress, Engine, EngineError, PendingBlob, Result, Source};
 
 /// One image found in an archive, before it is stored.
 struct Candidate {
     config: Staged,
-    layers: Vec<(Staged, String)>,
+    layers: Vec<LayerFile>,
     names: Vec<Reference>,
     manifest: Option<Staged>,
+}
+
+/// A layer blob in the archive.
+struct LayerFile {
+    /// Its path in the archive.
+    path: String,
+    staged: Staged,
+    media_type: String,
+    /// The digest its name or descriptor promises, checked when it is read.
+    promised: Option<Digest>,
 }
 
 #[derive(Deserialize)]
@@ -37,25 +53,53 @@ struct DockerEntry {
     layers: Vec<String>,
 }
 
-/// A file named by a manifest.json: `blobs/sha256/<hex>` and `<hex>.json`
-/// names promise a digest, and the content must keep that promise.
-fn staged<'a>(stage: &'a Stage, path: &str) -> Result<&'a Staged> {
-    let s = stage
+/// The digest a manifest.json path promises: `blobs/sha256/<hex>` and
+/// `<hex>.json` names do, and the content must keep that promise.
+fn promised(path: &str) -> Option<Digest> {
+    path.strip_prefix("blobs/sha256/")
+        .or_else(|| path.strip_suffix(".json").filter(|h| h.len() == 64))
+        .and_then(|h| Digest::from_hex(h).ok())
+}
+
+/// Checks a known digest against `promise`.
+fn keeps(path: &str, s: &Staged, promise: Option<&Digest>) -> Result<()> {
+    match (&s.digest, promise) {
+        (Some(actual), Some(d)) if actual != d => Err(EngineError::DigestMismatch {
+            what: path.to_string(),
+            expected: d.clone(),
+            actual: actual.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A document named by a manifest.json, copied out and checked.
+fn document(stage: &Stage, path: &str) -> Result<Staged> {
+    let missing = || EngineError::archive(format!("{path} is missing"));
+    if stage.get(path).ok_or_else(missing)?.size > MAX_JSON {
+        return Err(EngineError::TooLarge {
+            what: path.to_string(),
+            limit: MAX_JSON,
+        });
+    }
+    let s = stage.settled(path)?.ok_or_else(missing)?;
+    keeps(path, &s, promised(path).as_ref())?;
+    Ok(s)
+}
+
+/// A layer named by a manifest.json, left where it is.
+fn layer_file(stage: &Stage, path: &str) -> Result<LayerFile> {
+    let staged = stage
         .get(path)
         .ok_or_else(|| EngineError::archive(format!("{path} is missing")))?;
-    let named = path
-        .strip_prefix("blobs/sha256/")
-        .or_else(|| path.strip_suffix(".json").filter(|h| h.len() == 64));
-    if let Some(d) = named.and_then(|h| Digest::from_hex(h).ok()) {
-        if s.digest != d {
-            return Err(EngineError::DigestMismatch {
-                what: path.to_string(),
-                expected: d,
-                actual: s.digest.clone(),
-            });
-        }
-    }
-    Ok(s)
+    let promise = promised(path);
+    keeps(path, &staged, promise.as_ref())?;
+    Ok(LayerFile {
+        path: path.to_string(),
+        media_type: sniff(stage, &staged),
+        staged,
+        promised: promise,
+    })
 }
 
 fn parse_ref(s: &str) -> Result<Reference> {
@@ -63,10 +107,12 @@ fn parse_ref(s: &str) -> Result<Reference> {
         .map_err(|e| EngineError::archive(format!("bad image name {s:?} in the archive: {e}")))
 }
 
-fn sniff(stage: &Staged) -> String {
+fn sniff(stage: &Stage, s: &Staged) -> String {
     let mut head = [0u8; 4];
-    let n = std::fs::File::open(&stage.file)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+    let n = stage
+        .reader(s)
+        .ok()
+        .and_then(|mut r| crate::engine::layer::read_full(&mut r, &mut head).ok())
         .unwrap_or(0);
     match &head[..n] {
         [0x1f, 0x8b, ..] => OCI_LAYER_GZIP,
@@ -86,11 +132,11 @@ fn docker_candidates(stage: &Stage) -> Result<Vec<Candidate>> {
     entries
         .into_iter()
         .map(|e| {
-            let config = staged(stage, &e.config)?.clone();
+            let config = document(stage, &e.config)?;
             let layers = e
                 .layers
                 .iter()
-                .map(|l| staged(stage, l).map(|s| (s.clone(), sniff(s))))
+                .map(|l| layer_file(stage, l))
                 .collect::<Result<Vec<_>>>()?;
             let names = e
                 .repo_tags
@@ -131,7 +177,7 @@ fn walk_index(stage: &Stage, index: &Index, depth: usize, out: &mut Vec<Descript
             continue;
         }
         if d.media_type == OCI_INDEX || d.media_type == DOCKER_LIST {
-            let s = stage.blob(&d.digest, Some(d.size))?;
+            let s = stage.blob_settled(&d.digest, Some(d.size))?;
             let bytes = crate::engine::blobs::read_limited(
                 std::fs::File::open(&s.file).map_err(EngineError::io("open", &s.file))?,
                 crate::engine::blobs::MAX_JSON,
@@ -175,7 +221,7 @@ fn oci_candidates(stage: &Stage) -> Result<Vec<Candidate>> {
     walk_index(stage, &index, 0, &mut manifests)?;
     let mut out = Vec::new();
     for d in manifests {
-        let ms = stage.blob(&d.digest, Some(d.size))?.clone();
+        let ms = stage.blob_settled(&d.digest, Some(d.size))?;
         let bytes = crate::engine::blobs::read_limited(
             std::fs::File::open(&ms.file).map_err(EngineError::io("open", &ms.file))?,
             crate::engine::blobs::MAX_JSON,
@@ -183,15 +229,17 @@ fn oci_candidates(stage: &Stage) -> Result<Vec<Candidate>> {
         )?;
         let m: Manifest = serde_json::from_slice(&bytes)
             .map_err(EngineError::json(format!("manifest {}", d.digest)))?;
-        let config = stage.blob(&m.config.digest, Some(m.config.size))?.clone();
+        let config = stage.blob_settled(&m.config.digest, Some(m.config.size))?;
         let layers = m
             .layers
             .iter()
             .map(|l| {
-                Ok((
-                    stage.blob(&l.digest, Some(l.size))?.clone(),
-                    l.media_type.clone(),
-                ))
+                Ok(LayerFile {
+                    path: format!("blobs/sha256/{}", l.digest.hex()),
+                    staged: stage.blob(&l.digest, Some(l.size))?,
+                    media_type: l.media_type.clone(),
+                    promised: Some(l.digest.clone()),
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let mut names = Vec::new();
@@ -223,26 +271,56 @@ impl Engine {
         let reader = decompress(input, "archive")?;
         let tmp = self.tmp_dir()?;
         let stage = Stage::unpack(reader, tmp.path())?;
+        self.load_stage(&stage)
+    }
+
+    /// Loads every image of an archive file. An uncompressed one is read
+    /// in place: each layer once, while it is applied.
+    ///
+    /// # Errors
+    /// As [`Engine::load`].
+    pub fn load_file(&mut self, file: File) -> Result<Vec<Loaded>> {
+        let mut head = [0u8; 4];
+        let n = file
+            .read_at(&mut head, 0)
+            .map_err(EngineError::io("read", "the archive"))?;
+        let compressed =
+            head[..n].starts_with(&[0x1f, 0x8b]) || head[..n] == [0x28, 0xb5, 0x2f, 0xfd];
+        let seekable = file.metadata().is_ok_and(|m| m.is_file());
+        if compressed || !seekable {
+            return self.load(Box::new(std::io::BufReader::new(file)));
+        }
+        let tmp = self.tmp_dir()?;
+        let stage = Stage::index(file, tmp.path())?;
+        self.load_stage(&stage)
+    }
+
+    fn load_stage(&mut self, stage: &Stage) -> Result<Vec<Loaded>> {
         let candidates = if stage.has("manifest.json") {
-            docker_candidates(&stage)?
+            docker_candidates(stage)?
         } else if stage.has("index.json") {
-            oci_candidates(&stage)?
+            oci_candidates(stage)?
         } else {
             return Err(EngineError::archive("it contains neither a manifest.json (docker-archive) nor an index.json (OCI layout)"));
         };
-        self.transaction(|e| e.store_candidates(candidates))
+        self.transaction(|e| e.store_candidates(stage, candidates))
     }
 
-    fn store_candidates(&mut self, candidates: Vec<Candidate>) -> Result<Vec<Loaded>> {
+    fn store_candidates(
+        &mut self,
+        stage: &Stage,
+        candidates: Vec<Candidate>,
+    ) -> Result<Vec<Loaded>> {
         let mut out = Vec::new();
         for c in candidates {
-            out.push(self.store_candidate(c)?);
+            out.push(self.store_candidate(stage, c)?);
         }
         Ok(out)
     }
 
-    fn store_candidate(&mut self, c: Candidate) -> Result<Loaded> {
+    fn store_candidate(&mut self, stage: &Stage, c: Candidate) -> Result<Loaded> {
         // An image listed twice: the first listing moved the staged file in.
+        let id = c.config.digest.clone().ok_or_else(unsettled)?;
         let bytes = if c.config.file.exists() {
             crate::engine::blobs::read_limited(
                 std::fs::File::open(&c.config.file)
@@ -251,11 +329,9 @@ impl Engine {
                 "image config",
             )?
         } else {
-            self.blobs
-                .read(&c.config.digest, crate::engine::blobs::MAX_JSON)?
+            self.blobs.read(&id, crate::engine::blobs::MAX_JSON)?
         };
         let cfg = ImageConfig::parse(&bytes)?;
-        let id = c.config.digest.clone();
         if cfg.rootfs.diff_ids.len() != c.layers.len() {
             return Err(EngineError::archive(format!(
                 "image {id}: its config lists {} layers, the archive gives {}",
@@ -264,39 +340,39 @@ impl Engine {
             )));
         }
         self.blobs.adopt(&c.config.file, &id)?;
-        if let Some(m) = &c.manifest {
-            self.blobs.adopt(&m.file, &m.digest)?;
-        }
+        let manifest = match &c.manifest {
+            Some(m) => {
+                let d = m.digest.clone().ok_or_else(unsettled)?;
+                self.blobs.adopt(&m.file, &d)?;
+                Some(d)
+            }
+            None => None,
+        };
         let chain = chain_ids(&cfg.rootfs.diff_ids);
-        for (i, (staged, media_type)) in c.layers.iter().enumerate() {
-            self.blobs.adopt(&staged.file, &staged.digest)?;
-            let blob = BlobRef {
-                digest: staged.digest.clone(),
-                media_type: media_type.clone(),
-                size: staged.size,
-            };
-            let expected = cfg.rootfs.diff_ids[i].clone();
+        for (i, l) in c.layers.iter().enumerate() {
+            let diff_id = &cfg.rootfs.diff_ids[i];
+            let (blob, source) = self.layer_blob(stage, l, diff_id)?;
             let image = id.clone();
             let mismatch = move |actual: Digest| EngineError::DiffIdMismatch {
                 image: image.clone(),
                 index: i,
-                expected: expected.clone(),
+                expected: diff_id.clone(),
                 actual,
             };
-            self.create_layer(
+            self.create_layer_from(
                 i.checked_sub(1).map(|p| &chain[p]),
                 &chain[i],
-                &cfg.rootfs.diff_ids[i],
+                diff_id,
                 blob,
+                source,
                 &mismatch,
             )?;
         }
         let rec = self.image_entry(&id, chain, None, &now());
-        if let Some(m) = &c.manifest {
-            rec.manifest.get_or_insert(m.digest.clone());
+        if let Some(m) = &manifest {
+            rec.manifest.get_or_insert(m.clone());
             for n in &c.names {
-                rec.repo_digests
-                    .insert(format!("{}@{}", n.name(), m.digest));
+                rec.repo_digests.insert(format!("{}@{}", n.name(), m));
             }
         }
         let mut refs = Vec::new();
@@ -312,4 +388,49 @@ impl Engine {
         }
         Ok(Loaded { id, refs })
     }
+}
+
+impl Engine {
+    /// Where a layer's blob comes from: a copy already hashed, or the
+    /// archive itself, read once while the layer is applied and checked
+    /// against the digest its name or descriptor promises (for an
+    /// uncompressed layer with no promise: its diff id, which it must
+    /// have anyway).
+    fn layer_blob(
+        &mut self,
+        stage: &Stage,
+        l: &LayerFile,
+        diff_id: &Digest,
+    ) -> Result<(BlobRef, Source)> {
+        let blob = |digest: Digest| BlobRef {
+            digest,
+            media_type: l.media_type.clone(),
+            size: l.staged.size,
+        };
+        if let Some(d) = &l.staged.digest {
+            self.blobs.adopt(&l.staged.file, d)?;
+            return Ok((blob(d.clone()), Source::Stored));
+        }
+        let expected = l
+            .promised
+            .clone()
+            .or_else(|| (l.media_type == OCI_LAYER).then(|| diff_id.clone()));
+        let Some(expected) = expected else {
+            // A compressed layer named by nothing: hash it first.
+            let s = stage.settled(&l.path)?.ok_or_else(unsettled)?;
+            let d = s.digest.clone().ok_or_else(unsettled)?;
+            self.blobs.adopt(&s.file, &d)?;
+            return Ok((blob(d), Source::Stored));
+        };
+        let pending = PendingBlob {
+            name: l.path.clone(),
+            reader: stage.reader(&l.staged)?,
+            file: l.staged.file.clone(),
+        };
+        Ok((blob(expected), Source::Pending(pending)))
+    }
+}
+
+fn unsettled() -> EngineError {
+    EngineError::archive("internal: a document was not hashed")
 }
