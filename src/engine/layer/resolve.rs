@@ -130,22 +130,42 @@ fn open_in_root(dir: impl AsFd, path: &[u8], flags: OFlags) -> Result<OwnedFd, R
 }
 
 /// Opens `rel` under `dir` with no symlink allowed anywhere on the way
-/// (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`): for reading trees.
+/// (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`): for reading trees. Opened
+/// `O_NOATIME` where allowed (see [`open_for_reading`]).
 pub(crate) fn open_beneath(dir: impl AsFd, rel: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
     let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     let path: &[u8] = if rel.is_empty() { b"." } else { rel };
+    let mut noatime = OFlags::NOATIME;
     let mut tries = 0;
     loop {
         match rfs::openat2(
             &dir,
             path,
-            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            flags | noatime | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
             how,
         ) {
             Err(Errno::AGAIN | Errno::INTR) if tries < 64 => tries += 1,
+            // Only the owner (or CAP_FOWNER) may ask for O_NOATIME.
+            Err(Errno::PERM) if !noatime.is_empty() => noatime = OFlags::empty(),
             r => return Ok(r?),
         }
+    }
+}
+
+/// Opens the directory `path` (followed: the caller chose it) as the root
+/// of a tree to read, with `O_NOATIME` where the kernel allows it: the
+/// owner or CAP_FOWNER. Reading a container for a diff, a commit or an
+/// export must not change it. Under `relatime` the first read of an
+/// extracted file rewrites its inode (its atime is not newer than its
+/// mtime), and on ext4 every inode-table block so dirtied joins the next
+/// diff's scope (see `thinpool::ext4`), until an export alone could push
+/// commit back to walking the whole tree.
+pub(crate) fn open_for_reading(path: &Path) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    match rfs::open(path, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(Errno::PERM) => Ok(rfs::open(path, flags, Mode::empty())?),
+        r => Ok(r?),
     }
 }
 

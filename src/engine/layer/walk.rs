@@ -10,14 +10,14 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Stat};
+use rustix::fs::{self as rfs, AtFlags, OFlags, Stat};
 use rustix::io::Errno;
 
 use super::error::LayerError;
 use super::fsops::{list_names, xattrs_at};
 use super::meta::{Kind, Mtime};
 use super::names::child;
-use super::resolve::open_beneath;
+use super::resolve::{open_beneath, open_for_reading};
 
 /// The metadata of one filesystem object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,8 +164,7 @@ impl Tree {
     /// # Errors
     /// [`LayerError::Fs`] if the root cannot be opened.
     pub(crate) fn root_only(path: &Path, xattrs: bool) -> Result<Tree, LayerError> {
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let root = rfs::open(path, flags, Mode::empty())
+        let root = open_for_reading(path)
             .map_err(|e| LayerError::fs("open", path.as_os_str().as_bytes(), e))?;
         let st = rfs::fstat(&root).map_err(|e| LayerError::fs("stat", b".", e))?;
         let mut top = Node::from_stat(&st).expect("an opened directory has a known type");
