@@ -26,7 +26,9 @@ use thinpool::{Bytes, Pool};
 
 use super::vfs::validate_key;
 
+mod base;
 mod index;
+mod recover;
 use super::{DeviceInfo, Info, Kind, Mount, Result, SnapshotError, Snapshotter, Usage};
 
 /// Owner recorded on the pool devices of snapshots.
@@ -154,113 +156,6 @@ impl DevmapperSnapshotter {
             source: e.into(),
         })?;
         Ok(atomic_write(&self.file, &bytes)?)
-    }
-
-    fn recover(&mut self) -> Result<()> {
-        let unfinished: Vec<(String, Rec)> = self
-            .meta
-            .snaps
-            .iter()
-            .filter(|(_, r)| r.state != State::Ready)
-            .map(|(k, r)| (k.clone(), r.clone()))
-            .collect();
-        for (key, r) in unfinished {
-            let _ = tfs::unmount(&self.mnt.join(r.seq.to_string()));
-            match self.delete_device(&r.device) {
-                Ok(()) => {
-                    self.meta.snaps.remove(&key);
-                }
-                Err(SnapshotError::Pool(thinpool::Error::Busy { .. })) => continue,
-                Err(e) => return Err(e),
-            }
-            self.save()?;
-        }
-        if self.meta.base.as_ref().is_some_and(|b| !b.ready) {
-            self.delete_device(BASE_DEVICE)?;
-            self.meta.base = None;
-            self.save()?;
-        }
-        let named: std::collections::BTreeSet<String> =
-            self.meta.snaps.values().map(|r| r.device.clone()).collect();
-        let orphans: Vec<String> = self
-            .pool
-            .store()
-            .devices
-            .values()
-            .filter(|d| d.owner == OWNER && !named.contains(&d.name))
-            .map(|d| d.name.clone())
-            .collect();
-        for d in orphans {
-            self.delete_device(&d)?;
-        }
-        // Mount points whose snapshot is gone (a crash between unmount and rmdir).
-        let live: std::collections::BTreeSet<String> = self
-            .meta
-            .snaps
-            .values()
-            .map(|r| r.seq.to_string())
-            .collect();
-        if let Ok(entries) = std::fs::read_dir(&self.mnt) {
-            for e in entries.flatten() {
-                if !live.contains(&e.file_name().to_string_lossy().to_string()) {
-                    let _ = tfs::unmount(&e.path());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn delete_device(&mut self, name: &str) -> Result<()> {
-        match self.pool.delete_thin(name) {
-            Ok(()) | Err(thinpool::Error::DeviceNotFound { .. }) => {
-                self.drop_index(name);
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The base device, made (with its filesystem) on first use.
-    fn ensure_base(&mut self) -> Result<FsKind> {
-        if let Some(b) = self.meta.base.as_ref().filter(|b| b.ready) {
-            return Ok(b.fs);
-        }
-        let fs = self.settings.fs;
-        self.meta.base = Some(Base {
-            fs,
-            size: self.settings.base_size,
-            ready: false,
-        });
-        self.save()?;
-        self.pool
-            .create_thin(BASE_DEVICE, "base", self.settings.base_size)?;
-        let dev = self.pool.activate_thin(BASE_DEVICE)?;
-        let made = tfs::mkfs(&dev, fs, &self.settings.mkfs_options)
-            .and_then(|()| self.drop_lost_found(&dev, fs));
-        self.pool.deactivate_thin(BASE_DEVICE)?;
-        made?;
-        if let Some(b) = self.meta.base.as_mut() {
-            b.ready = true;
-        }
-        self.save()?;
-        Ok(fs)
-    }
-
-    /// Removes the `lost+found` that mkfs.ext4 (and e2fsck) make: it is in
-    /// no image, and would show up in every container and export.
-    fn drop_lost_found(&self, dev: &Path, fs: FsKind) -> thinpool::Result<()> {
-        if fs != FsKind::Ext4 {
-            return Ok(());
-        }
-        let at = self.mnt.join("mkfs");
-        tfs::mount_dev(dev, &at, fs, false, &self.settings.mount_options)?;
-        let removed = match std::fs::remove_dir(at.join("lost+found")) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(thinpool::Error::io("remove lost+found on", dev)(e)),
-        };
-        tfs::unmount(&at)?;
-        removed
     }
 
     /// The record of active `key`, checking that it may be committed as
