@@ -20,6 +20,7 @@ pub mod layer;
 mod layers;
 pub mod model;
 pub mod reference;
+mod rmi;
 pub mod store;
 mod tee;
 
