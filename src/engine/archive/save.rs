@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
@@ -143,104 +143,137 @@ impl Engine {
     pub fn save(&self, names: &[String], out: &mut dyn Write) -> Result<()> {
         let items = self.save_items(names)?;
         let tmp = self.tmp_dir()?;
-        let mut blobs: BTreeMap<Digest, (u64, Source)> = BTreeMap::new();
-        let mut index = Vec::new();
-        let mut docker = Vec::new();
-        let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let mut contents = Contents::default();
         for item in &items {
-            let img = self.store.state.images.get(&item.id).ok_or_else(|| {
-                EngineError::ImageNotFound {
-                    name: item.id.to_string(),
-                }
-            })?;
-            let cfg_size = self.blobs.size(&item.id)?;
-            blobs.insert(
-                item.id.clone(),
-                (cfg_size, Source::File(self.blobs.path(&item.id))),
-            );
-            let mut layers = Vec::new();
-            for c in &img.chain {
-                let (d, size, src) = self.layer_source(c, tmp.path())?;
-                layers.push(Descriptor {
-                    media_type: OCI_LAYER.into(),
-                    digest: d.clone(),
-                    size,
-                    annotations: Default::default(),
-                    platform: None,
-                });
-                blobs.entry(d).or_insert((size, src));
-            }
-            let manifest = Manifest {
-                schema_version: 2,
-                media_type: Some(OCI_MANIFEST.into()),
-                config: Descriptor {
-                    media_type: OCI_CONFIG.into(),
-                    digest: item.id.clone(),
-                    size: cfg_size,
-                    annotations: Default::default(),
-                    platform: None,
-                },
-                layers: layers.clone(),
-                annotations: Default::default(),
-            };
-            let mbytes = serde_json::to_vec(&manifest).map_err(EngineError::json("manifest"))?;
-            let mdigest = Digest::of(&mbytes);
-            let mdesc = |annotations| Descriptor {
-                media_type: OCI_MANIFEST.into(),
-                digest: mdigest.clone(),
-                size: mbytes.len() as u64,
-                annotations,
-                platform: None,
-            };
-            if item.refs.is_empty() {
-                index.push(mdesc(Default::default()));
-            }
-            for r in &item.refs {
-                let tag = r.tag_or_latest().to_string();
-                let ann = BTreeMap::from([
-                    ("io.containerd.image.name".to_string(), r.to_string()),
-                    ("org.opencontainers.image.ref.name".to_string(), tag.clone()),
-                ]);
-                index.push(mdesc(ann));
-                if let Some(top) = layers.last() {
-                    repositories
-                        .entry(r.familiar_name())
-                        .or_default()
-                        .insert(tag, top.digest.hex().to_string());
-                }
-            }
-            blobs.insert(
-                mdigest.clone(),
-                (mbytes.len() as u64, Source::Bytes(mbytes)),
-            );
-            docker.push(json!({
-                "Config": format!("blobs/sha256/{}", item.id.hex()),
-                "RepoTags": if item.refs.is_empty() { serde_json::Value::Null } else { json!(item.refs.iter().map(|r| r.familiar()).collect::<Vec<_>>()) },
-                "Layers": layers.iter().map(|l| format!("blobs/sha256/{}", l.digest.hex())).collect::<Vec<_>>(),
-            }));
+            self.add_image(&mut contents, item, tmp.path())?;
         }
+        write_tar(out, &contents.blobs, &contents.documents()?)
+    }
+
+    /// Adds `item`'s config and layer blobs to `c`, then its manifest.
+    fn add_image(&self, c: &mut Contents, item: &Item, tmp: &Path) -> Result<()> {
+        let img =
+            self.store
+                .state
+                .images
+                .get(&item.id)
+                .ok_or_else(|| EngineError::ImageNotFound {
+                    name: item.id.to_string(),
+                })?;
+        let cfg_size = self.blobs.size(&item.id)?;
+        c.blobs.insert(
+            item.id.clone(),
+            (cfg_size, Source::File(self.blobs.path(&item.id))),
+        );
+        let mut layers = Vec::new();
+        for chain in &img.chain {
+            let (d, size, src) = self.layer_source(chain, tmp)?;
+            layers.push(Descriptor {
+                media_type: OCI_LAYER.into(),
+                digest: d.clone(),
+                size,
+                annotations: Default::default(),
+                platform: None,
+            });
+            c.blobs.entry(d).or_insert((size, src));
+        }
+        c.add_manifest(item, cfg_size, layers)
+    }
+}
+
+/// What an archive holds, gathered image by image before anything is
+/// written.
+#[derive(Default)]
+struct Contents {
+    blobs: BTreeMap<Digest, (u64, Source)>,
+    /// `index.json`'s manifests: one per reference, or one unnamed.
+    index: Vec<Descriptor>,
+    /// `manifest.json`'s entries.
+    docker: Vec<serde_json::Value>,
+    /// `repositories`: name, tag, top layer.
+    repositories: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Contents {
+    /// Adds the manifest of `item` (its config and `layers`), named by
+    /// each of its references in both layouts.
+    fn add_manifest(&mut self, item: &Item, cfg_size: u64, layers: Vec<Descriptor>) -> Result<()> {
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(OCI_MANIFEST.into()),
+            config: Descriptor {
+                media_type: OCI_CONFIG.into(),
+                digest: item.id.clone(),
+                size: cfg_size,
+                annotations: Default::default(),
+                platform: None,
+            },
+            layers,
+            annotations: Default::default(),
+        };
+        let layers = &manifest.layers;
+        let mbytes = serde_json::to_vec(&manifest).map_err(EngineError::json("manifest"))?;
+        let mdigest = Digest::of(&mbytes);
+        let mdesc = |annotations| Descriptor {
+            media_type: OCI_MANIFEST.into(),
+            digest: mdigest.clone(),
+            size: mbytes.len() as u64,
+            annotations,
+            platform: None,
+        };
+        if item.refs.is_empty() {
+            self.index.push(mdesc(Default::default()));
+        }
+        for r in &item.refs {
+            let tag = r.tag_or_latest().to_string();
+            let ann = BTreeMap::from([
+                ("io.containerd.image.name".to_string(), r.to_string()),
+                ("org.opencontainers.image.ref.name".to_string(), tag.clone()),
+            ]);
+            self.index.push(mdesc(ann));
+            if let Some(top) = layers.last() {
+                self.repositories
+                    .entry(r.familiar_name())
+                    .or_default()
+                    .insert(tag, top.digest.hex().to_string());
+            }
+        }
+        self.docker.push(json!({
+            "Config": format!("blobs/sha256/{}", item.id.hex()),
+            "RepoTags": if item.refs.is_empty() { serde_json::Value::Null } else { json!(item.refs.iter().map(|r| r.familiar()).collect::<Vec<_>>()) },
+            "Layers": layers.iter().map(|l| format!("blobs/sha256/{}", l.digest.hex())).collect::<Vec<_>>(),
+        }));
+        self.blobs.insert(
+            mdigest.clone(),
+            (mbytes.len() as u64, Source::Bytes(mbytes)),
+        );
+        Ok(())
+    }
+
+    /// The top-level documents of both layouts.
+    fn documents(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
         let idx = Index {
             schema_version: 2,
             media_type: Some(OCI_INDEX.into()),
-            manifests: index,
+            manifests: self.index.clone(),
             annotations: Default::default(),
         };
-        let files: Vec<(&str, Vec<u8>)> = vec![
+        Ok(vec![
             (
                 "index.json",
                 serde_json::to_vec(&idx).map_err(EngineError::json("index"))?,
             ),
             (
                 "manifest.json",
-                serde_json::to_vec(&docker).map_err(EngineError::json("manifest.json"))?,
+                serde_json::to_vec(&self.docker).map_err(EngineError::json("manifest.json"))?,
             ),
             ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
             (
                 "repositories",
-                serde_json::to_vec(&repositories).map_err(EngineError::json("repositories"))?,
+                serde_json::to_vec(&self.repositories)
+                    .map_err(EngineError::json("repositories"))?,
             ),
-        ];
-        write_tar(out, &blobs, &files)
+        ])
     }
 }
 
