@@ -70,6 +70,8 @@ impl Engine {
         })
     }
 
+    /// Records the commit's layer and its image (config, chain, name), in
+    /// the caller's transaction.
     fn commit_image(
         &mut self,
         c: &ContainerRecord,
@@ -78,6 +80,28 @@ impl Engine {
         info: &layer::LayerInfo,
         target: Option<Reference>,
         opts: &CommitOptions,
+    ) -> Result<Digest> {
+        let diff_id = info.diff_id.clone();
+        let chain_id = self.commit_layer(c, img, info)?;
+        let created = now();
+        child_config(&mut cfg, c, &diff_id, opts, &created)?;
+        let bytes = serde_json::to_vec(&cfg).map_err(EngineError::json("image config"))?;
+        ImageConfig::parse(&bytes)?;
+        let id = self.blobs.put(&bytes)?;
+        let mut chain = img.chain.clone();
+        chain.push(chain_id);
+        self.record_image(&id, chain, Some(img.id.clone()), target.as_ref(), &created);
+        Ok(id)
+    }
+
+    /// The layer of a commit, recorded by chain id: on devmapper a thin
+    /// snapshot of the container, so no data is copied in the pool;
+    /// elsewhere the diff applied onto a new snapshot of the parent layer.
+    fn commit_layer(
+        &mut self,
+        c: &ContainerRecord,
+        img: &ImageRecord,
+        info: &layer::LayerInfo,
     ) -> Result<Digest> {
         let diff_id = info.diff_id.clone();
         let parent = img.chain.last().cloned();
@@ -96,9 +120,6 @@ impl Engine {
             size: info.size,
         };
         let name = format!("{}{}", crate::engine::LAYER_PREFIX, chain_id.hex());
-        // On devmapper the new layer is a thin snapshot of the container: no
-        // data is copied in the pool. Elsewhere the diff is applied onto a
-        // new snapshot of the parent layer.
         if !self.store.state.layers.contains_key(&chain_id)
             && self.snap.commit_copy(&name, &c.snapshot)?
         {
@@ -116,46 +137,52 @@ impl Engine {
         } else {
             self.create_layer(parent.as_ref(), &chain_id, &diff_id, blob, &never)?;
         }
-        let created = now();
-        let obj = cfg
-            .as_object_mut()
-            .ok_or_else(|| EngineError::archive("image config is not a JSON object"))?;
-        obj.insert("created".into(), json!(created));
-        obj.insert("container".into(), json!(c.id));
-        // The parent's build container does not describe this image.
-        obj.remove("container_config");
-        for (key, v) in [("author", &opts.author), ("comment", &opts.message)] {
-            match v {
-                Some(v) => obj.insert(key.into(), json!(v)),
-                None => obj.remove(key),
-            };
-        }
-        obj.get_mut("rootfs")
-            .and_then(|r| r.get_mut("diff_ids"))
-            .and_then(Value::as_array_mut)
-            .ok_or_else(|| EngineError::archive("image config has no rootfs.diff_ids"))?
-            .push(json!(diff_id));
-        let mut step = Map::new();
-        step.insert("created".into(), json!(created));
-        step.insert("created_by".into(), json!(""));
-        if let Some(a) = &opts.author {
-            step.insert("author".into(), json!(a));
-        }
-        if let Some(m) = &opts.message {
-            step.insert("comment".into(), json!(m));
-        }
-        match obj.get_mut("history").and_then(Value::as_array_mut) {
-            Some(h) => h.push(Value::Object(step)),
-            None => {
-                obj.insert("history".into(), json!([Value::Object(step)]));
-            }
-        }
-        let bytes = serde_json::to_vec(&cfg).map_err(EngineError::json("image config"))?;
-        ImageConfig::parse(&bytes)?;
-        let id = self.blobs.put(&bytes)?;
-        let mut chain = img.chain.clone();
-        chain.push(chain_id);
-        self.record_image(&id, chain, Some(img.id.clone()), target.as_ref(), &created);
-        Ok(id)
+        Ok(chain_id)
     }
+}
+
+/// Turns the image's config `cfg` into its child's: the new layer's diff
+/// id, the creation time, the container, and a history step with the
+/// author and comment of `opts`.
+fn child_config(
+    cfg: &mut Value,
+    c: &ContainerRecord,
+    diff_id: &Digest,
+    opts: &CommitOptions,
+    created: &str,
+) -> Result<()> {
+    let obj = cfg
+        .as_object_mut()
+        .ok_or_else(|| EngineError::archive("image config is not a JSON object"))?;
+    obj.insert("created".into(), json!(created));
+    obj.insert("container".into(), json!(c.id));
+    // The parent's build container does not describe this image.
+    obj.remove("container_config");
+    for (key, v) in [("author", &opts.author), ("comment", &opts.message)] {
+        match v {
+            Some(v) => obj.insert(key.into(), json!(v)),
+            None => obj.remove(key),
+        };
+    }
+    obj.get_mut("rootfs")
+        .and_then(|r| r.get_mut("diff_ids"))
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| EngineError::archive("image config has no rootfs.diff_ids"))?
+        .push(json!(diff_id));
+    let mut step = Map::new();
+    step.insert("created".into(), json!(created));
+    step.insert("created_by".into(), json!(""));
+    if let Some(a) = &opts.author {
+        step.insert("author".into(), json!(a));
+    }
+    if let Some(m) = &opts.message {
+        step.insert("comment".into(), json!(m));
+    }
+    match obj.get_mut("history").and_then(Value::as_array_mut) {
+        Some(h) => h.push(Value::Object(step)),
+        None => {
+            obj.insert("history".into(), json!([Value::Object(step)]));
+        }
+    }
+    Ok(())
 }
