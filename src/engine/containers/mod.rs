@@ -148,34 +148,7 @@ impl Engine {
             )));
         }
         let created = now();
-        let mut n = 0u64;
-        let id = loop {
-            let d =
-                Digest::of(format!("{created} {} {image_id} {n}", std::process::id()).as_bytes());
-            if !self.store.state.containers.contains_key(d.hex()) {
-                break d.hex().to_string();
-            }
-            n += 1;
-        };
-        let name = name
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("c-{}", &id[..12]));
-        if let Some(other) = self
-            .store
-            .state
-            .containers
-            .values()
-            .find(|c| c.name == name)
-        {
-            return Err(EngineError::Conflict {
-                action: "create container",
-                image: name.clone(),
-                reason: format!(
-                    "the name is already in use by container {} (remove it or choose another name)",
-                    &other.id[..12]
-                ),
-            });
-        }
+        let (id, name) = self.new_identity(&image_id, &created, name)?;
         let top = self.top_snapshot(&image_id)?;
         let key = format!("{CONTAINER_PREFIX}{id}");
         self.snap.prepare_idle(&key, top.as_deref())?;
@@ -204,6 +177,46 @@ impl Engine {
             return Err(e);
         }
         Ok(rec)
+    }
+
+    /// A new container's id (unique in the store) and its name: the one
+    /// given (refused if another container has it), or one made from the
+    /// id.
+    fn new_identity(
+        &self,
+        image_id: &Digest,
+        created: &str,
+        name: Option<&str>,
+    ) -> Result<(String, String)> {
+        let mut n = 0u64;
+        let id = loop {
+            let d =
+                Digest::of(format!("{created} {} {image_id} {n}", std::process::id()).as_bytes());
+            if !self.store.state.containers.contains_key(d.hex()) {
+                break d.hex().to_string();
+            }
+            n += 1;
+        };
+        let name = name
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("c-{}", &id[..12]));
+        if let Some(other) = self
+            .store
+            .state
+            .containers
+            .values()
+            .find(|c| c.name == name)
+        {
+            return Err(EngineError::Conflict {
+                action: "create container",
+                image: name.clone(),
+                reason: format!(
+                    "the name is already in use by container {} (remove it or choose another name)",
+                    &other.id[..12]
+                ),
+            });
+        }
+        Ok((id, name))
     }
 
     /// `--size`: smaller than the base is refused; larger grows the
