@@ -185,24 +185,7 @@ pub fn pull(
     };
     let config_bytes = fetch_config(&client, r.path(), &manifest.config)?;
     let config = ImageConfig::parse(&config_bytes)?;
-    if platform.is_some() && (config.os != want.os || config.architecture != want.architecture) {
-        return Err(RegistryError::NoPlatform {
-            reference: r.familiar(),
-            want: show(&want),
-            have: format!("{}/{}", config.os, config.architecture),
-        });
-    }
-    if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        return Err(RegistryError::Protocol {
-            registry: r.domain().to_string(),
-            reason: format!(
-                "{}: the config lists {} layers, the manifest {}",
-                r.familiar(),
-                config.rootfs.diff_ids.len(),
-                manifest.layers.len()
-            ),
-        });
-    }
+    check_config(&r, platform.map(|_| &want), &config, manifest)?;
     progress.line(&format!("Pulling {}", r.familiar()));
     let job = Job {
         client: &client,
@@ -246,6 +229,36 @@ pub fn pull(
         reference: r.to_string(),
         changed,
     })
+}
+
+/// Checks that the config fits the manifest (one diff id per layer) and,
+/// when a platform was asked for (`want`), that it is that platform's.
+fn check_config(
+    r: &Reference,
+    want: Option<&Platform>,
+    config: &ImageConfig,
+    manifest: &Manifest,
+) -> Result<()> {
+    if let Some(want) = want.filter(|w| config.os != w.os || config.architecture != w.architecture)
+    {
+        return Err(RegistryError::NoPlatform {
+            reference: r.familiar(),
+            want: show(want),
+            have: format!("{}/{}", config.os, config.architecture),
+        });
+    }
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(RegistryError::Protocol {
+            registry: r.domain().to_string(),
+            reason: format!(
+                "{}: the config lists {} layers, the manifest {}",
+                r.familiar(),
+                config.rootfs.diff_ids.len(),
+                manifest.layers.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The layer work of one pull.
