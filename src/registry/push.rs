@@ -257,22 +257,7 @@ pub fn push(
             progress,
         )?;
     }
-    let url = client.url(&format!("/v2/{}/manifests/{tag}", r.path()));
-    let req = Req::new("PUT", url)
-        .header("Content-Type", plan.media_type.clone())
-        .body(Payload::Bytes(&plan.bytes));
-    let resp = client.request(&req, &format!("repository {}", r.name()))?;
-    if let Some(said) =
-        header(&resp, "docker-content-digest").and_then(|v| v.parse::<Digest>().ok())
-    {
-        if said != plan.digest {
-            return Err(RegistryError::DigestMismatch {
-                what: format!("pushed manifest of {}", r.familiar()),
-                expected: plan.digest.clone(),
-                actual: said,
-            });
-        }
-    }
+    put_manifest(&client, &r, &tag, &plan)?;
     let name = r.name();
     let (digest, bytes, made) = (plan.digest.clone(), plan.bytes.clone(), plan.made);
     engine.transaction(|e| -> Result<()> {
@@ -293,6 +278,28 @@ pub fn push(
         size: plan.bytes.len() as u64,
         digest: plan.digest,
     })
+}
+
+/// Uploads the manifest under `tag`, checking the digest the registry
+/// says it stored, when it says one.
+fn put_manifest(client: &Client, r: &Reference, tag: &str, plan: &Plan) -> Result<()> {
+    let url = client.url(&format!("/v2/{}/manifests/{tag}", r.path()));
+    let req = Req::new("PUT", url)
+        .header("Content-Type", plan.media_type.clone())
+        .body(Payload::Bytes(&plan.bytes));
+    let resp = client.request(&req, &format!("repository {}", r.name()))?;
+    if let Some(said) =
+        header(&resp, "docker-content-digest").and_then(|v| v.parse::<Digest>().ok())
+    {
+        if said != plan.digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("pushed manifest of {}", r.familiar()),
+                expected: plan.digest.clone(),
+                actual: said,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Sends one blob unless the registry has it or can mount it.
