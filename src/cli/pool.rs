@@ -257,8 +257,12 @@ fn extend(a: ExtendArgs, ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One `Key:   value` line of `pool status`.
+fn kv(k: &str, v: String) {
+    println!("{:<26}{v}", format!("{k}:"));
+}
+
 fn print_status(r: &PoolReport) {
-    let kv = |k: &str, v: String| println!("{:<26}{v}", format!("{k}:"));
     kv("Pool Name", r.name.clone());
     kv("Pool UUID", r.uuid.clone());
     kv("Mode", r.mode.to_string());
@@ -313,33 +317,43 @@ fn print_status(r: &PoolReport) {
     );
     kv("Minimum Free Space", format!("{}%", r.min_free_space_pct));
     if r.active {
-        kv("Error If No Space", yes(r.error_if_no_space));
-        kv("Discard Passdown", yes(r.discard_passdown));
-        let mut health = vec![];
-        match r.kernel_mode {
-            Some(thinpool::status::PoolMode::ReadOnly) => health.push("read-only"),
-            Some(thinpool::status::PoolMode::OutOfDataSpace) => health.push("out_of_data_space"),
-            _ => {}
-        }
-        if r.needs_check {
-            health.push("needs_check");
-        }
-        kv(
-            "Health",
-            if health.is_empty() {
-                "ok".into()
-            } else {
-                health.join(", ")
-            },
-        );
-        if r.needs_check || r.kernel_mode == Some(thinpool::status::PoolMode::ReadOnly) {
-            println!("The pool refuses changes: run `thinsnap pool deactivate`, then `thinsnap pool check`.");
-        } else if r.kernel_mode == Some(thinpool::status::PoolMode::OutOfDataSpace) {
-            println!("The pool is full: run `thinsnap pool extend --data-size +SIZE`, or remove devices.");
-        }
+        print_health(r);
     }
     if r.pending_deletes > 0 {
         kv("Pending Deletes", r.pending_deletes.to_string());
+    }
+}
+
+/// The kernel's view of an active pool: its flags, its health, and what
+/// to do when it refuses changes.
+fn print_health(r: &PoolReport) {
+    kv("Error If No Space", yes(r.error_if_no_space));
+    kv("Discard Passdown", yes(r.discard_passdown));
+    let mut health = vec![];
+    match r.kernel_mode {
+        Some(thinpool::status::PoolMode::ReadOnly) => health.push("read-only"),
+        Some(thinpool::status::PoolMode::OutOfDataSpace) => health.push("out_of_data_space"),
+        _ => {}
+    }
+    if r.needs_check {
+        health.push("needs_check");
+    }
+    kv(
+        "Health",
+        if health.is_empty() {
+            "ok".into()
+        } else {
+            health.join(", ")
+        },
+    );
+    if r.needs_check || r.kernel_mode == Some(thinpool::status::PoolMode::ReadOnly) {
+        println!(
+            "The pool refuses changes: run `thinsnap pool deactivate`, then `thinsnap pool check`."
+        );
+    } else if r.kernel_mode == Some(thinpool::status::PoolMode::OutOfDataSpace) {
+        println!(
+            "The pool is full: run `thinsnap pool extend --data-size +SIZE`, or remove devices."
+        );
     }
 }
 
