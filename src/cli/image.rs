@@ -75,38 +75,14 @@ pub fn images(a: ImagesArgs, ctx: &Ctx) -> anyhow::Result<()> {
         return Ok(());
     }
     let now = Utc::now();
-    let mut rows = Vec::new();
-    for s in &list {
-        let pairs: Vec<(String, String)> = if s.repo_tags.is_empty() {
-            match s.repo_digests.first() {
-                Some(d) => vec![(
-                    d.split('@').next().unwrap_or("<none>").to_string(),
-                    "<none>".into(),
-                )],
-                None => vec![("<none>".into(), "<none>".into())],
-            }
-        } else {
-            s.repo_tags
-                .iter()
-                .map(
-                    |t| match t.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')) {
-                        Some((r, tag)) => (r.to_string(), tag.to_string()),
-                        None => (t.clone(), "<none>".into()),
-                    },
-                )
-                .collect()
-        };
-        for (repo, tag) in pairs {
-            let digest = s
-                .repo_digests
-                .iter()
-                .find(|d| d.split('@').next() == Some(repo.as_str()))
-                .and_then(|d| d.split('@').nth(1))
-                .unwrap_or("<none>")
-                .to_string();
-            rows.push((repo, tag, digest, s));
-        }
-    }
+    let rows: Vec<_> = list
+        .iter()
+        .flat_map(|s| {
+            name_rows(s)
+                .into_iter()
+                .map(move |(repo, tag, digest)| (repo, tag, digest, s))
+        })
+        .collect();
     if a.format.as_deref() == Some("json") {
         for (repo, tag, digest, s) in rows {
             println!(
@@ -135,6 +111,44 @@ pub fn images(a: ImagesArgs, ctx: &Ctx) -> anyhow::Result<()> {
     }
     print_table(&t);
     Ok(())
+}
+
+/// The rows of one image in `images`: (repository, tag, digest), one per
+/// tag, or one with the repository of its first digest reference (or
+/// `<none>`) when it has no tag.
+fn name_rows(s: &crate::engine::images::ImageSummary) -> Vec<(String, String, String)> {
+    let pairs: Vec<(String, String)> = if s.repo_tags.is_empty() {
+        match s.repo_digests.first() {
+            Some(d) => vec![(
+                d.split('@').next().unwrap_or("<none>").to_string(),
+                "<none>".into(),
+            )],
+            None => vec![("<none>".into(), "<none>".into())],
+        }
+    } else {
+        s.repo_tags
+            .iter()
+            .map(
+                |t| match t.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')) {
+                    Some((r, tag)) => (r.to_string(), tag.to_string()),
+                    None => (t.clone(), "<none>".into()),
+                },
+            )
+            .collect()
+    };
+    pairs
+        .into_iter()
+        .map(|(repo, tag)| {
+            let digest = s
+                .repo_digests
+                .iter()
+                .find(|d| d.split('@').next() == Some(repo.as_str()))
+                .and_then(|d| d.split('@').nth(1))
+                .unwrap_or("<none>")
+                .to_string();
+            (repo, tag, digest)
+        })
+        .collect()
 }
 
 /// Runs `tag`.
