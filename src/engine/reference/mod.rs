@@ -28,6 +28,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::engine::digest::Digest;
+use glob::glob_match;
+use grammar::{validate_component, validate_domain, validate_tag};
 
 /// The registry that names without a host refer to.
 pub const DEFAULT_DOMAIN: &str = "docker.io";
@@ -197,36 +199,7 @@ impl Reference {
             validate_tag(t).map_err(err)?;
         }
 
-        let (domain, path) = match name.split_once('/') {
-            Some((first, path))
-                if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') =>
-            {
-                validate_domain(first).map_err(err)?;
-                (first, path)
-            }
-            _ => (DEFAULT_DOMAIN, name),
-        };
-        if path.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(err(K::Uppercase));
-        }
-        for component in path.split('/') {
-            validate_component(component).map_err(err)?;
-        }
-
-        let domain = if domain == LEGACY_DEFAULT_DOMAIN {
-            DEFAULT_DOMAIN
-        } else {
-            domain
-        };
-        let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {
-            format!("{OFFICIAL_REPO_PREFIX}{path}")
-        } else {
-            path.to_string()
-        };
-        let len = domain.len() + 1 + path.len();
-        if len > NAME_TOTAL_LENGTH_MAX {
-            return Err(err(K::NameTooLong(len)));
-        }
+        let (domain, path) = split_name(name).map_err(err)?;
 
         let name_only = tag.is_none() && digest.is_none();
         let tag = match tag {
@@ -361,6 +334,44 @@ impl Reference {
     }
 }
 
+/// The registry host and the path of `name` (a reference without tag or
+/// digest), checked and normalised: `index.docker.io` is `docker.io`, and a
+/// one-component path there is under `library/`.
+fn split_name(name: &str) -> Result<(&str, String), ReferenceErrorKind> {
+    use ReferenceErrorKind as K;
+    let (domain, path) = match name.split_once('/') {
+        Some((first, path))
+            if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') =>
+        {
+            validate_domain(first)?;
+            (first, path)
+        }
+        _ => (DEFAULT_DOMAIN, name),
+    };
+    if path.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(K::Uppercase);
+    }
+    for component in path.split('/') {
+        validate_component(component)?;
+    }
+
+    let domain = if domain == LEGACY_DEFAULT_DOMAIN {
+        DEFAULT_DOMAIN
+    } else {
+        domain
+    };
+    let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {
+        format!("{OFFICIAL_REPO_PREFIX}{path}")
+    } else {
+        path.to_string()
+    };
+    let len = domain.len() + 1 + path.len();
+    if len > NAME_TOTAL_LENGTH_MAX {
+        return Err(K::NameTooLong(len));
+    }
+    Ok((domain, path))
+}
+
 /// True when `s` may be an image id or id prefix: 1 to 64 lowercase hex
 /// characters, optionally after `sha256:`. The image store resolves such
 /// strings as (unique) id prefixes before trying them as references.
@@ -371,169 +382,6 @@ pub fn is_short_id_candidate(s: &str) -> bool {
 
 fn is_lower_hex(b: u8) -> bool {
     b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
-}
-
-/// `[\w][\w.-]{0,127}`; the caller has checked that the tag is non-empty
-/// when it came after a ':'.
-fn validate_tag(tag: &str) -> Result<(), ReferenceErrorKind> {
-    use ReferenceErrorKind as K;
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    match tag.bytes().next() {
-        None => return Err(K::MissingTag),
-        Some(b'.' | b'-') => return Err(K::TagBadStart(tag.to_string())),
-        Some(_) => {}
-    }
-    if !tag.bytes().all(|b| word(b) || b == b'.' || b == b'-') {
-        return Err(K::InvalidTag(tag.to_string()));
-    }
-    if tag.len() > TAG_LENGTH_MAX {
-        return Err(K::TagTooLong(tag.len()));
-    }
-    Ok(())
-}
-
-/// `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
-fn validate_component(c: &str) -> Result<(), ReferenceErrorKind> {
-    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let bytes = c.as_bytes();
-    if bytes.is_empty() {
-        return Err(ReferenceErrorKind::EmptyComponent);
-    }
-    let invalid = || ReferenceErrorKind::InvalidComponent(c.to_string());
-    if !bytes.first().is_some_and(alnum) || !bytes.last().is_some_and(alnum) {
-        return Err(invalid());
-    }
-    // Between runs of [a-z0-9], each separator must be '.', '_', '__' or
-    // one or more '-'.
-    for sep in c.split(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit()) {
-        let ok = matches!(sep, "" | "." | "_" | "__") || sep.bytes().all(|b| b == b'-');
-        if !ok {
-            return Err(invalid());
-        }
-    }
-    Ok(())
-}
-
-/// `(?:domain-name|\[[a-fA-F0-9:]+\])(?::[0-9]+)?`, where domain-name is
-/// labels `[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?` joined by `.`.
-fn validate_domain(d: &str) -> Result<(), ReferenceErrorKind> {
-    let invalid = || ReferenceErrorKind::InvalidDomain(d.to_string());
-    let port = if let Some(rest) = d.strip_prefix('[') {
-        let (addr, after) = rest.split_once(']').ok_or_else(invalid)?;
-        if addr.is_empty() || !addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
-            return Err(invalid());
-        }
-        match after {
-            "" => None,
-            _ => Some(after.strip_prefix(':').ok_or_else(invalid)?),
-        }
-    } else {
-        let (host, port) = match d.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (d, None),
-        };
-        for label in host.split('.') {
-            let ok = !label.is_empty()
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-            if !ok {
-                return Err(invalid());
-            }
-        }
-        port
-    };
-    match port {
-        Some(p) if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) => Err(invalid()),
-        _ => Ok(()),
-    }
-}
-
-/// Go's `path.Match`, without its error: a malformed pattern matches
-/// nothing. Memoised, so patterns with many `*` stay linear-ish.
-fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let memo = vec![None; (p.len() + 1) * (t.len() + 1)];
-    Glob { p: &p, t: &t, memo }.at(0, 0)
-}
-
-struct Glob<'a> {
-    p: &'a [char],
-    t: &'a [char],
-    memo: Vec<Option<bool>>,
-}
-
-impl Glob<'_> {
-    fn at(&mut self, pi: usize, ti: usize) -> bool {
-        let key = pi * (self.t.len() + 1) + ti;
-        if let Some(Some(known)) = self.memo.get(key) {
-            return *known;
-        }
-        let r = self.compute(pi, ti);
-        if let Some(slot) = self.memo.get_mut(key) {
-            *slot = Some(r);
-        }
-        r
-    }
-
-    fn compute(&mut self, pi: usize, ti: usize) -> bool {
-        let Some(&pc) = self.p.get(pi) else {
-            return ti == self.t.len();
-        };
-        let tc = self.t.get(ti).copied();
-        match pc {
-            '*' => self.at(pi + 1, ti) || (tc.is_some_and(|c| c != '/') && self.at(pi, ti + 1)),
-            '?' => tc.is_some_and(|c| c != '/') && self.at(pi + 1, ti + 1),
-            '[' => match glob_class(self.p, pi + 1, tc) {
-                Some((true, next)) => self.at(next, ti + 1),
-                _ => false,
-            },
-            '\\' => match self.p.get(pi + 1) {
-                Some(&e) => tc == Some(e) && self.at(pi + 2, ti + 1),
-                None => false,
-            },
-            c => tc == Some(c) && self.at(pi + 1, ti + 1),
-        }
-    }
-}
-
-/// A `[...]` class starting after the `[` at `i`: whether `c` is in it
-/// (`false` when there is no `c`), and the index after its `]`; `None` when
-/// the class is malformed.
-fn glob_class(p: &[char], mut i: usize, c: Option<char>) -> Option<(bool, usize)> {
-    let negated = p.get(i) == Some(&'^');
-    if negated {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut ranges = 0;
-    loop {
-        if p.get(i) == Some(&']') && ranges > 0 {
-            break;
-        }
-        let (lo, next) = glob_class_char(p, i)?;
-        i = next;
-        let mut hi = lo;
-        if p.get(i) == Some(&'-') {
-            (hi, i) = glob_class_char(p, i + 1)?;
-        }
-        if c.is_some_and(|c| lo <= c && c <= hi) {
-            matched = true;
-        }
-        ranges += 1;
-    }
-    Some((c.is_some() && matched != negated, i + 1))
-}
-
-fn glob_class_char(p: &[char], i: usize) -> Option<(char, usize)> {
-    match p.get(i)? {
-        '-' | ']' => None,
-        '\\' => p.get(i + 1).map(|&c| (c, i + 2)),
-        &c => Some((c, i + 1)),
-    }
 }
 
 impl FromStr for Reference {
@@ -591,5 +439,7 @@ impl<'de> Deserialize<'de> for Reference {
     }
 }
 
+mod glob;
+mod grammar;
 #[cfg(test)]
 mod tests;
