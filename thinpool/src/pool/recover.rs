@@ -22,29 +22,7 @@ pub struct RecoveryReport {
 impl Pool {
     pub(super) fn reconcile(&mut self) -> Result<RecoveryReport> {
         let mut rep = RecoveryReport::default();
-        let prefix = format!(
-            "{}-",
-            self.rec
-                .dm_name
-                .strip_suffix("-pool")
-                .unwrap_or(&self.rec.dm_name)
-        );
-        let ours: Vec<String> = self
-            .kernel
-            .dm_list()?
-            .into_iter()
-            .filter(|n| n.starts_with(&prefix) && *n != self.rec.dm_name)
-            .collect();
-        // A crash during a snapshot leaves its origin suspended: I/O to it
-        // would hang until resumed.
-        for name in &ours {
-            if self.kernel.dm_info(name)?.is_some_and(|i| i.suspended) {
-                self.kernel.dm_resume(name)?;
-                rep.fixed.push(format!(
-                    "resumed {name}, left suspended by an interrupted snapshot"
-                ));
-            }
-        }
+        let ours = self.resume_suspended(&mut rep)?;
         let k = self.kernel_status()?.transaction_id;
         let t = self.store.data.transaction_id;
         let pending: Vec<(ThinId, DeviceState)> = self
@@ -66,6 +44,53 @@ impl Pool {
         }
         let mut changed = k != t;
         self.store.data.transaction_id = k;
+        if !pending.is_empty() {
+            self.finish_pending(pending, &mut rep)?;
+            changed = true;
+        }
+        changed |= self.remove_partials(&mut rep)?;
+        changed |= self.align_activation(&ours, &mut rep)?;
+        if changed {
+            self.save()?;
+        }
+        Ok(rep)
+    }
+
+    /// Lists this pool's dm devices (the pool itself aside) and resumes any
+    /// left suspended: a crash during a snapshot leaves its origin
+    /// suspended, and I/O to it would hang until resumed.
+    fn resume_suspended(&mut self, rep: &mut RecoveryReport) -> Result<Vec<String>> {
+        let prefix = format!(
+            "{}-",
+            self.rec
+                .dm_name
+                .strip_suffix("-pool")
+                .unwrap_or(&self.rec.dm_name)
+        );
+        let ours: Vec<String> = self
+            .kernel
+            .dm_list()?
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix) && *n != self.rec.dm_name)
+            .collect();
+        for name in &ours {
+            if self.kernel.dm_info(name)?.is_some_and(|i| i.suspended) {
+                self.kernel.dm_resume(name)?;
+                rep.fixed.push(format!(
+                    "resumed {name}, left suspended by an interrupted snapshot"
+                ));
+            }
+        }
+        Ok(ours)
+    }
+
+    /// Finishes the deletes that were under way and rolls back the creates.
+    /// A device still open stays marked, for a later open to retry.
+    fn finish_pending(
+        &mut self,
+        pending: Vec<(ThinId, DeviceState)>,
+        rep: &mut RecoveryReport,
+    ) -> Result<()> {
         for (id, state) in pending {
             let name = self
                 .store
@@ -93,14 +118,8 @@ impl Pool {
                 )),
                 Err(e) => return Err(e),
             }
-            changed = true;
         }
-        changed |= self.remove_partials(&mut rep)?;
-        changed |= self.align_activation(&ours, &mut rep)?;
-        if changed {
-            self.save()?;
-        }
-        Ok(rep)
+        Ok(())
     }
 
     /// Deletes staging devices whose command died before publishing them.
