@@ -56,6 +56,8 @@ fn oci_layer_type(t: &str) -> &str {
     }
 }
 
+/// What to push for image `id`: its own manifest when that can be sent as
+/// it is, or else a new one made from its layers.
 fn plan(e: &Engine, id: &Digest) -> Result<Plan> {
     let img = e
         .state()
@@ -64,25 +66,38 @@ fn plan(e: &Engine, id: &Digest) -> Result<Plan> {
         .ok_or_else(|| EngineError::ImageNotFound {
             name: id.to_string(),
         })?;
-    if let Some(md) = &img.manifest {
-        if let Ok(bytes) = e.blobs().read(md, super::MAX_MANIFEST) {
-            if let Ok((media_type, ManifestKind::Image(m))) = parse_manifest(&bytes, "", "image") {
-                let mut blobs = m.layers.clone();
-                blobs.push(m.config.clone());
-                if m.config.digest == *id && blobs.iter().all(|b| e.blobs().exists(&b.digest)) {
-                    return Ok(Plan {
-                        digest: Digest::of(&bytes),
-                        bytes,
-                        media_type,
-                        blobs,
-                        made: false,
-                    });
-                }
-            }
-        }
+    if let Some(p) = img.manifest.as_ref().and_then(|md| stored_plan(e, md, id)) {
+        return Ok(p);
     }
+    made_plan(e, id, &img.chain)
+}
+
+/// The image's own manifest, byte for byte, when it is still stored, is an
+/// image manifest for config `id`, and every blob it names is here: pushing
+/// it keeps the digest the image was pulled or loaded under.
+fn stored_plan(e: &Engine, manifest: &Digest, id: &Digest) -> Option<Plan> {
+    let bytes = e.blobs().read(manifest, super::MAX_MANIFEST).ok()?;
+    let Ok((media_type, ManifestKind::Image(m))) = parse_manifest(&bytes, "", "image") else {
+        return None;
+    };
+    let mut blobs = m.layers.clone();
+    blobs.push(m.config.clone());
+    if m.config.digest != *id || !blobs.iter().all(|b| e.blobs().exists(&b.digest)) {
+        return None;
+    }
+    Some(Plan {
+        digest: Digest::of(&bytes),
+        bytes,
+        media_type,
+        blobs,
+        made: false,
+    })
+}
+
+/// A new OCI manifest for config `id` over the layers of `chain`.
+fn made_plan(e: &Engine, id: &Digest, chain: &[Digest]) -> Result<Plan> {
     let mut layers = Vec::new();
-    for c in &img.chain {
+    for c in chain {
         let l = e
             .state()
             .layers
