@@ -196,32 +196,8 @@ pub fn pull(
         progress,
     };
     let changed = engine.transaction(|e| -> Result<bool> {
-        let id = Digest::of(&config_bytes);
-        let before = (
-            e.store.state.images.contains_key(&id),
-            e.store.state.tags.get(&r.to_string()).cloned(),
-        );
         job.layers(e)?;
-        e.blobs.put(&config_bytes)?;
-        e.blobs.put(&doc.bytes)?;
-        let chain = chain_ids(&config.rootfs.diff_ids);
-        let whole = manifest.layers.iter().all(|l| e.blobs.exists(&l.digest));
-        let rec = e.image_entry(&id, chain, None, &now());
-        // Keep the manifest as received, so a push reproduces its digest.
-        if whole || rec.manifest.is_none() {
-            rec.manifest = Some(doc.digest.clone());
-        }
-        let repo_digest = format!("{}@{}", r.name(), top.digest);
-        let new_digest = rec.repo_digests.insert(repo_digest);
-        if r.digest().is_none() {
-            e.store.state.tags.insert(r.to_string(), id.clone());
-            if before.1.as_ref() != Some(&id) {
-                if let Some(i) = e.store.state.images.get_mut(&id) {
-                    i.last_tag_time = Some(now());
-                }
-            }
-        }
-        Ok(!before.0 || before.1.as_ref() != Some(&id) && r.digest().is_none() || new_digest)
+        job.keep(e, &r, &config_bytes, &doc, &top.digest)
     })?;
     Ok(Pulled {
         id: Digest::of(&config_bytes),
@@ -272,6 +248,46 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
+    /// Keeps the image once its layers are in: its config and manifest
+    /// blobs, its record, the repo digest `top` it was pulled by and, when
+    /// pulled by tag, the tag. Returns whether anything a user sees changed.
+    fn keep(
+        &self,
+        e: &mut Engine,
+        r: &Reference,
+        config_bytes: &[u8],
+        doc: &ManifestDoc,
+        top: &Digest,
+    ) -> Result<bool> {
+        let id = Digest::of(config_bytes);
+        let existed = e.store.state.images.contains_key(&id);
+        let tagged = e.store.state.tags.get(&r.to_string()).cloned();
+        e.blobs.put(config_bytes)?;
+        e.blobs.put(&doc.bytes)?;
+        let chain = chain_ids(&self.config.rootfs.diff_ids);
+        let whole = self
+            .manifest
+            .layers
+            .iter()
+            .all(|l| e.blobs.exists(&l.digest));
+        let rec = e.image_entry(&id, chain, None, &now());
+        // Keep the manifest as received, so a push reproduces its digest.
+        if whole || rec.manifest.is_none() {
+            rec.manifest = Some(doc.digest.clone());
+        }
+        let new_digest = rec.repo_digests.insert(format!("{}@{top}", r.name()));
+        let retagged = r.digest().is_none() && tagged.as_ref() != Some(&id);
+        if r.digest().is_none() {
+            e.store.state.tags.insert(r.to_string(), id.clone());
+            if retagged {
+                if let Some(i) = e.store.state.images.get_mut(&id) {
+                    i.last_tag_time = Some(now());
+                }
+            }
+        }
+        Ok(!existed || retagged || new_digest)
+    }
+
     /// Downloads what is missing (several at once) and applies each layer
     /// in order as soon as it and those below it are in.
     fn layers(&self, e: &mut Engine) -> Result<()> {
