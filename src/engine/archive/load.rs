@@ -319,19 +319,7 @@ impl Engine {
     }
 
     fn store_candidate(&mut self, stage: &Stage, c: Candidate) -> Result<Loaded> {
-        // An image listed twice: the first listing moved the staged file in.
-        let id = c.config.digest.clone().ok_or_else(unsettled)?;
-        let bytes = if c.config.file.exists() {
-            crate::engine::blobs::read_limited(
-                std::fs::File::open(&c.config.file)
-                    .map_err(EngineError::io("open", &c.config.file))?,
-                crate::engine::blobs::MAX_JSON,
-                "image config",
-            )?
-        } else {
-            self.blobs.read(&id, crate::engine::blobs::MAX_JSON)?
-        };
-        let cfg = ImageConfig::parse(&bytes)?;
+        let (id, cfg) = self.candidate_config(&c)?;
         if cfg.rootfs.diff_ids.len() != c.layers.len() {
             return Err(EngineError::archive(format!(
                 "image {id}: its config lists {} layers, the archive gives {}",
@@ -348,6 +336,55 @@ impl Engine {
             }
             None => None,
         };
+        let chain = self.store_layers(stage, &c, &id, &cfg)?;
+        let rec = self.image_entry(&id, chain, None, &now());
+        if let Some(m) = &manifest {
+            rec.manifest.get_or_insert(m.clone());
+            for n in &c.names {
+                rec.repo_digests.insert(format!("{}@{}", n.name(), m));
+            }
+        }
+        let mut refs = Vec::new();
+        // A name with only a digest records a repo digest (above), no tag.
+        for n in c.names.iter().filter(|n| n.tag().is_some()) {
+            self.store.state.tags.insert(n.to_string(), id.clone());
+            refs.push(n.familiar());
+        }
+        if !refs.is_empty() {
+            if let Some(r) = self.store.state.images.get_mut(&id) {
+                r.last_tag_time = Some(now());
+            }
+        }
+        Ok(Loaded { id, refs })
+    }
+
+    /// The config of candidate `c` and its digest. An image listed twice
+    /// finds its config already stored: the first listing moved the staged
+    /// file in.
+    fn candidate_config(&self, c: &Candidate) -> Result<(Digest, ImageConfig)> {
+        let id = c.config.digest.clone().ok_or_else(unsettled)?;
+        let bytes = if c.config.file.exists() {
+            crate::engine::blobs::read_limited(
+                std::fs::File::open(&c.config.file)
+                    .map_err(EngineError::io("open", &c.config.file))?,
+                crate::engine::blobs::MAX_JSON,
+                "image config",
+            )?
+        } else {
+            self.blobs.read(&id, crate::engine::blobs::MAX_JSON)?
+        };
+        Ok((id, ImageConfig::parse(&bytes)?))
+    }
+
+    /// Applies the layers of candidate `c` (image `id`, config `cfg`) in
+    /// order, each checked against its diff id, and returns the chain ids.
+    fn store_layers(
+        &mut self,
+        stage: &Stage,
+        c: &Candidate,
+        id: &Digest,
+        cfg: &ImageConfig,
+    ) -> Result<Vec<Digest>> {
         let chain = chain_ids(&cfg.rootfs.diff_ids);
         for (i, l) in c.layers.iter().enumerate() {
             let diff_id = &cfg.rootfs.diff_ids[i];
@@ -368,25 +405,7 @@ impl Engine {
                 &mismatch,
             )?;
         }
-        let rec = self.image_entry(&id, chain, None, &now());
-        if let Some(m) = &manifest {
-            rec.manifest.get_or_insert(m.clone());
-            for n in &c.names {
-                rec.repo_digests.insert(format!("{}@{}", n.name(), m));
-            }
-        }
-        let mut refs = Vec::new();
-        // A name with only a digest records a repo digest (above), no tag.
-        for n in c.names.iter().filter(|n| n.tag().is_some()) {
-            self.store.state.tags.insert(n.to_string(), id.clone());
-            refs.push(n.familiar());
-        }
-        if !refs.is_empty() {
-            if let Some(r) = self.store.state.images.get_mut(&id) {
-                r.last_tag_time = Some(now());
-            }
-        }
-        Ok(Loaded { id, refs })
+        Ok(chain)
     }
 }
 
