@@ -105,18 +105,7 @@ pub fn run(cmd: SnapshotCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 .with_context(|| format!("failed to commit {key} as {name}"))?;
             println!("{name}");
         }
-        SnapshotCommand::Rm { key } => {
-            if layers.contains(&key) {
-                return Err(anyhow::Error::new(SnapshotError::Precondition {
-                    key: key.clone(),
-                    reason: "it is an image layer: remove the image with `thinsnap rmi`".into(),
-                })
-                .context(format!("failed to remove snapshot {key}")));
-            }
-            s.remove(&key)
-                .with_context(|| format!("failed to remove snapshot {key}"))?;
-            println!("{key}");
-        }
+        SnapshotCommand::Rm { key } => rm(s, &layers, &key)?,
         SnapshotCommand::Ls { json } => ls(s, json)?,
         SnapshotCommand::Stat { key } => {
             let info = s
@@ -124,17 +113,7 @@ pub fn run(cmd: SnapshotCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 .with_context(|| format!("failed to stat {key}"))?;
             print_json(&info)?;
         }
-        SnapshotCommand::Mounts { key } => {
-            // A container's device is activated at first use: the mounts
-            // name its device node, so bring it up first.
-            if s.stat(&key).is_ok_and(|i| i.kind != Kind::Committed) {
-                s.device(&key)
-                    .with_context(|| format!("failed to activate {key}"))?;
-            }
-            let mounts =
-                (s.mounts(&key)).with_context(|| format!("failed to get the mounts of {key}"))?;
-            print_json(&mounts)?;
-        }
+        SnapshotCommand::Mounts { key } => mounts(s, &key)?,
         SnapshotCommand::Usage { key, json } => {
             let usage =
                 (s.usage(&key)).with_context(|| format!("failed to get the usage of {key}"))?;
@@ -142,6 +121,36 @@ pub fn run(cmd: SnapshotCommand, ctx: &Ctx) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Removes snapshot `key`, unless it is one of the image store's layers
+/// (`layers`): those go with their image.
+fn rm(s: &mut dyn Snapshotter, layers: &BTreeSet<String>, key: &str) -> anyhow::Result<()> {
+    if layers.contains(key) {
+        return Err(anyhow::Error::new(SnapshotError::Precondition {
+            key: key.to_string(),
+            reason: "it is an image layer: remove the image with `thinsnap rmi`".into(),
+        })
+        .context(format!("failed to remove snapshot {key}")));
+    }
+    s.remove(key)
+        .with_context(|| format!("failed to remove snapshot {key}"))?;
+    println!("{key}");
+    Ok(())
+}
+
+/// Prints the mounts of snapshot `key` as JSON.
+fn mounts(s: &mut dyn Snapshotter, key: &str) -> anyhow::Result<()> {
+    // A container's device is activated at first use: the mounts name its
+    // device node, so bring it up first.
+    if s.stat(key).is_ok_and(|i| i.kind != Kind::Committed) {
+        s.device(key)
+            .with_context(|| format!("failed to activate {key}"))?;
+    }
+    let mounts = s
+        .mounts(key)
+        .with_context(|| format!("failed to get the mounts of {key}"))?;
+    print_json(&mounts)
 }
 
 /// Keys the image store uses for its own snapshots (and removes when it
