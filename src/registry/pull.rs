@@ -279,10 +279,10 @@ impl Job<'_> {
         let retagged = r.digest().is_none() && tagged.as_ref() != Some(&id);
         if r.digest().is_none() {
             e.store.state.tags.insert(r.to_string(), id.clone());
-            if retagged {
-                if let Some(i) = e.store.state.images.get_mut(&id) {
-                    i.last_tag_time = Some(now());
-                }
+        }
+        if retagged {
+            if let Some(i) = e.store.state.images.get_mut(&id) {
+                i.last_tag_time = Some(now());
             }
         }
         Ok(!existed || retagged || new_digest)
