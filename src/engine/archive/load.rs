@@ -178,11 +178,7 @@ fn walk_index(stage: &Stage, index: &Index, depth: usize, out: &mut Vec<Descript
         }
         if d.media_type == OCI_INDEX || d.media_type == DOCKER_LIST {
             let s = stage.blob_settled(&d.digest, Some(d.size))?;
-            let bytes = crate::engine::blobs::read_limited(
-                std::fs::File::open(&s.file).map_err(EngineError::io("open", &s.file))?,
-                crate::engine::blobs::MAX_JSON,
-                "index",
-            )?;
+            let bytes = s.read_json("index")?;
             let nested: Index = serde_json::from_slice(&bytes)
                 .map_err(EngineError::json(format!("index {}", d.digest)))?;
             let mut inner = Vec::new();
@@ -222,11 +218,7 @@ fn oci_candidates(stage: &Stage) -> Result<Vec<Candidate>> {
     let mut out = Vec::new();
     for d in manifests {
         let ms = stage.blob_settled(&d.digest, Some(d.size))?;
-        let bytes = crate::engine::blobs::read_limited(
-            std::fs::File::open(&ms.file).map_err(EngineError::io("open", &ms.file))?,
-            crate::engine::blobs::MAX_JSON,
-            "manifest",
-        )?;
+        let bytes = ms.read_json("manifest")?;
         let m: Manifest = serde_json::from_slice(&bytes)
             .map_err(EngineError::json(format!("manifest {}", d.digest)))?;
         let config = stage.blob_settled(&m.config.digest, Some(m.config.size))?;
@@ -364,14 +356,9 @@ impl Engine {
     fn candidate_config(&self, c: &Candidate) -> Result<(Digest, ImageConfig)> {
         let id = c.config.digest.clone().ok_or_else(unsettled)?;
         let bytes = if c.config.file.exists() {
-            crate::engine::blobs::read_limited(
-                std::fs::File::open(&c.config.file)
-                    .map_err(EngineError::io("open", &c.config.file))?,
-                crate::engine::blobs::MAX_JSON,
-                "image config",
-            )?
+            c.config.read_json("image config")?
         } else {
-            self.blobs.read(&id, crate::engine::blobs::MAX_JSON)?
+            self.blobs.read(&id, MAX_JSON)?
         };
         Ok((id, ImageConfig::parse(&bytes)?))
     }

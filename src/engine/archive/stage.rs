@@ -39,6 +39,18 @@ pub struct Staged {
     at: Option<u64>,
 }
 
+impl Staged {
+    /// The bytes of a settled (copied-out) JSON document, capped at
+    /// [`MAX_JSON`]; `what` names it in errors.
+    ///
+    /// # Errors
+    /// I/O errors, [`EngineError::TooLarge`].
+    pub fn read_json(&self, what: &str) -> Result<Vec<u8>> {
+        let f = File::open(&self.file).map_err(EngineError::io("open", &self.file))?;
+        read_limited(f, MAX_JSON, what)
+    }
+}
+
 /// The archive's files and links.
 pub struct Stage {
     /// Interior mutability: documents are copied out on first use.
